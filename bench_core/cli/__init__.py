@@ -1,0 +1,4 @@
+"""Command-line interface."""
+
+def main(argv=None):
+    raise SystemExit("not yet")

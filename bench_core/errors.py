@@ -1,0 +1,47 @@
+"""Errors raised by the harness.
+
+Every message names the thing, the value, what was expected and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class BenchError(Exception):
+    """Base class of every error the harness raises on purpose."""
+
+
+class ConfigError(BenchError, ValueError):
+    """A configuration value is invalid (the message names the field)."""
+
+
+class RegistryError(BenchError):
+    """A name is unknown, malformed or registered twice."""
+
+
+class PluginLoadError(BenchError):
+    """A plugin could not be imported or registered."""
+
+
+class MissingModalityError(BenchError, KeyError):
+    """A method needs a modality the scene does not provide."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class SplitError(BenchError, ValueError):
+    """A split protocol cannot be applied to a scene."""
+
+
+class DatasetError(BenchError):
+    """A dataset cannot be found, read or validated."""
+
+
+class NonFiniteLossError(BenchError, FloatingPointError):
+    """Training produced a NaN or infinite loss; the cell stops with this reason."""
+
+
+class TestSplitAccessError(BenchError, RuntimeError):
+    """The test split was read before the final evaluation."""
+
+    __test__ = False  # not a pytest test class
