@@ -1,4 +1,75 @@
-"""Command-line interface."""
+"""The ``bench`` command line: one module per command, no logic beyond parsing and printing.
 
-def main(argv=None):
-    raise SystemExit("not yet")
+``main(argv=None)`` runs in-process, so tests drive the real CLI.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from bench_core import __version__
+
+ENV_HELP = """\b
+Environment variables:
+  BENCH_HOME             folder of the embedded store (default ./bench-results)
+  MLFLOW_TRACKING_URI    any MLflow tracking store or server (overrides BENCH_HOME)
+  BENCH_PLUGINS          comma-separated entry-point names: load only these plugins
+  BENCH_DISABLE_PLUGINS  comma-separated entry-point names never to load
+  BENCH_TRACE_PLUGINS    set to 1 to trace every hook call
+  BENCH_DATA_DIR         folder with dataset files (--data-dir)
+"""
+
+
+@click.group(
+    help="Benchmark multimodal remote-sensing fusion methods under one honest protocol.\n\n" + ENV_HELP,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+)
+@click.version_option(__version__, prog_name="bench")
+def cli() -> None:
+    """Root group; subcommands live in their own modules."""
+
+
+def _register_commands() -> None:
+    from bench_core.cli import datasets, leaderboard, plugins, run, ui
+
+    cli.add_command(run.run)
+    cli.add_command(plugins.plugins)
+    cli.add_command(datasets.datasets)
+    cli.add_command(leaderboard.leaderboard)
+    cli.add_command(ui.ui)
+
+
+_register_commands()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``bench`` console script; returns the exit code.
+
+    0: everything asked for finished; 1: some cells failed; 2: usage error
+    (bad option, unknown name, invalid value); 130: interrupted.
+    """
+    from bench_core.errors import BenchError
+
+    try:
+        code = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="bench", standalone_mode=False
+        )
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        return 130
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except BenchError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        return 2
+    except SystemExit as exc:  # click's --help / --version
+        return int(exc.code or 0)
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

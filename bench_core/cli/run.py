@@ -1,0 +1,107 @@
+"""``bench run``: train and evaluate every selected method on every selected dataset."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from bench_core.cli.options import csv_list, experiment, tracking_uri
+
+
+def _seeds(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
+    try:
+        return [int(s) for s in csv_list(ctx, param, value)]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected comma-separated integers, e.g. 0,1,2") from None
+
+
+@click.command()
+@click.option("--plugins", "plugins", default="all", show_default=True, callback=csv_list,
+              help="Methods to run: method or plugin names (shell patterns), comma-separated; 'all' = every method.")
+@click.option("--datasets", "datasets", default="synthetic", show_default=True, callback=csv_list,
+              help="Datasets, comma-separated (`bench datasets list`).")
+@click.option("--splits", "splits", default="official", show_default=True, callback=csv_list,
+              help="Split protocols: official, per-class:N, fraction:p (comma-separated).")
+@click.option("--seeds", default="0", show_default=True, callback=_seeds, help="Seeds, comma-separated.")
+@click.option("--profile", type=str, default=None,
+              help="Method profile (fast|paper|...). Default: each dataset's recommended profile.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
+              help="Override a config value, e.g. --set train.epochs=3 (repeatable).")
+@click.option("--val-fraction", type=float, default=0.1, show_default=True,
+              help="Share of each class's training pixels held out for validation.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--rerun", is_flag=True, help="Run cells again even if already FINISHED in the store.")
+@click.option("--data-dir", type=click.Path(path_type=Path), envvar="BENCH_DATA_DIR", show_envvar=True,
+              default=None, help="Folder with dataset files.")
+@tracking_uri
+@experiment
+def run(plugins: list[str], datasets: list[str], splits: list[str], seeds: list[int], profile: str | None,
+        overrides: tuple[str, ...], val_fraction: float, device: str, rerun: bool, data_dir: Path | None,
+        tracking_uri: str | None, experiment: str) -> int:
+    """Train and evaluate methods x datasets x splits x seeds; record every cell in MLflow.
+
+    Cells already FINISHED in the store are skipped (--rerun forces them). Exit code 0 if
+    every cell finished, 1 if some failed, 2 for usage errors, 130 if interrupted.
+    """
+    from rich.console import Console
+
+    from bench_core.plugins import load_plugins
+    from bench_core.runner import GridRequest, Reporter, RichReporter, parse_overrides, run_grid, summary_rows
+    from bench_core.tracking import MLflowTracker
+
+    if not seeds:
+        raise click.BadParameter("no seeds given", param_hint="--seeds")
+    request = GridRequest(
+        plugins=plugins, datasets=datasets, splits=splits, seeds=seeds, profile=profile,
+        val_fraction=val_fraction, overrides=parse_overrides(overrides), rerun=rerun, device=device,
+        data_dir=data_dir,
+    )
+    host = load_plugins()
+    for name, error in host.errors.items():
+        click.echo(f"warning: plugin {name!r} failed to load: {error.splitlines()[0]}", err=True)
+    tracker = MLflowTracker(tracking_uri, experiment)
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # whole cell ids in logs and CI
+    interactive = console.is_terminal and not os.environ.get("CI")
+    reporter = RichReporter(console) if interactive else Reporter(lambda m: click.echo(m))
+    for name in datasets:
+        spec = host.datasets.get(name)
+        chosen = profile or spec.recommended_profile
+        source = "--profile" if profile else "recommended by the dataset"
+        click.echo(f"{name}: profile {chosen!r} ({source})")
+    click.echo(f"store: {tracker.uri}  experiment: {experiment}")
+    outcome = run_grid(host, request, tracker, reporter)
+    _print_summary(console, summary_rows(outcome))
+    failed = len(outcome.failed)
+    if outcome.interrupted:
+        click.echo("Interrupted: the running cell is recorded as KILLED; run the same command to resume.", err=True)
+    elif failed:
+        click.echo(f"{failed} cell(s) did not finish; their tracebacks are run artifacts (traceback.txt).", err=True)
+    click.echo(f"results: {tracker.uri} (experiment {experiment!r})")
+    click.echo(f"browse:  {tracker.ui_hint()}    table: bench leaderboard"
+               + ("" if tracking_uri is None else f" --tracking-uri '{tracker.uri}'"))
+    sys.stdout.flush()
+    return outcome.exit_code
+
+
+def _print_summary(console: object, rows: list[dict[str, object]]) -> None:
+    from rich.table import Table
+
+    table = Table(title="cells")
+    for col in ("cell", "status", "test_oa", "test_aa", "test_kappa", "time_train_s"):
+        table.add_column(col, justify="left" if col in ("cell", "status") else "right")
+    for row in rows:
+        table.add_row(*[_fmt(row[c]) for c in ("cell", "status", "test_oa", "test_aa", "test_kappa", "time_train_s")])
+    console.print(table)  # type: ignore[attr-defined]
+
+
+def _fmt(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.2f}"
+    return str(value)

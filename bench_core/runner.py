@@ -1,0 +1,603 @@
+"""The benchmark grid: cells, their stable keys, and running them with failure isolation.
+
+A *cell* is (method, profile + resolved config, dataset, split, seed). ``run_grid``
+expands the command line into cells, skips those already FINISHED in the tracking
+store, and runs the others one by one: a cell whose plugin raises is recorded as
+FAILED with its traceback and the grid goes on; Ctrl-C records the running cell as
+KILLED and stops.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import subprocess
+import tempfile
+import traceback
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+import bench_core
+from bench_core.errors import ConfigError, RegistryError
+from bench_core.plugins import PluginHost, select
+from bench_core.specs import DatasetContext, DatasetSpec, MethodSpec, ResolvedConfig, SplitSpec
+
+if TYPE_CHECKING:
+    from bench_core.scene import Scene
+    from bench_core.tracking import Tracker
+
+log = logging.getLogger("bench.runner")
+
+
+# ----------------------------------------------------------------------------- cells
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One unit of work of a benchmark grid."""
+
+    method: str
+    profile: str
+    dataset: str
+    split: SplitSpec
+    seed: int
+    plugin: str
+    plugin_dist: str | None = None
+    plugin_version: str | None = None
+    config: ResolvedConfig | None = None
+    profile_source: str = "cli"
+    dataset_fingerprint: str = ""
+    load_error: str | None = None
+
+    @property
+    def display_id(self) -> str:
+        """``<method>.<profile>/<dataset>/<split>/s<seed>``: the MLflow run name."""
+        return f"{self.method}.{self.profile}/{self.dataset}/{self.split.display}/s{self.seed}"
+
+    @property
+    def key(self) -> str:
+        """Stable hash of everything that defines the cell's result (resume key)."""
+        payload = {
+            "method": self.method,
+            "profile": self.profile,
+            "config": self.config.to_dict() if self.config is not None else None,
+            "dataset": self.dataset,
+            "dataset_fingerprint": self.dataset_fingerprint,
+            "split": self.split.display,
+            "val_fraction": self.split.val_fraction,
+            "seed": self.seed,
+            "plugin_dist": self.plugin_dist,
+            "plugin_version": self.plugin_version,
+            "bench_version": bench_core.__version__,
+        }
+        text = json.dumps(payload, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    @property
+    def train_seed(self) -> int:
+        """Seed applied to Python, NumPy and torch for this cell, derived from the cell id.
+
+        Different cells get unrelated seeds; the same cell always gets the same one.
+        """
+        digest = hashlib.sha256(f"train/{self.display_id}".encode()).digest()
+        return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+@dataclass
+class CellResult:
+    """What happened to a cell (passed to ``bench_cell_finished``)."""
+
+    status: str
+    run_id: str | None = None
+    metrics: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class GridRequest:
+    """What ``bench run`` was asked to do."""
+
+    plugins: Sequence[str] = ("all",)
+    datasets: Sequence[str] = ("synthetic",)
+    splits: Sequence[str] = ("official",)
+    seeds: Sequence[int] = (0,)
+    profile: str | None = None
+    val_fraction: float = 0.1
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    rerun: bool = False
+    device: str = "auto"
+    data_dir: Path | None = None
+
+
+def expand_grid(host: PluginHost, request: GridRequest) -> list[Cell]:
+    """Cells for ``plugins x datasets x splits x seeds``; raises RegistryError/ConfigError on bad names."""
+    method_names = _select_methods(host, request.plugins)
+    failed_plugins = _select_failed_plugins(host, request.plugins)
+    if not method_names and not failed_plugins:
+        raise RegistryError(
+            f"--plugins {','.join(request.plugins)!r} matches no method; registered methods: "
+            f"{host.methods.names() or 'none'} (`bench plugins` lists them)"
+        )
+    datasets = [host.datasets.get(d) for d in request.datasets]  # raises on unknown names
+    splits = [SplitSpec.parse(s, request.val_fraction) for s in request.splits]
+    for split in splits:
+        host.splits.get(split.protocol)
+    cells: list[Cell] = []
+    for dspec in datasets:
+        profile = request.profile or dspec.recommended_profile
+        source = "cli" if request.profile else "dataset-recommended"
+        fingerprint = dataset_fingerprint(host, dspec)
+        for split in splits:
+            for seed in request.seeds:
+                for name in method_names:
+                    spec = host.methods.get(name)
+                    plugin = host.methods.plugin_of(name)
+                    info = host.plugins[plugin]
+                    config = spec.resolve(profile, request.overrides)
+                    cells.append(
+                        Cell(
+                            method=name, profile=profile, dataset=dspec.name, split=split, seed=seed,
+                            plugin=plugin, plugin_dist=info.distribution, plugin_version=info.version,
+                            config=config, profile_source=source, dataset_fingerprint=fingerprint,
+                        )
+                    )
+                for plugin in failed_plugins:
+                    info = host.plugins[plugin]
+                    cells.append(
+                        Cell(
+                            method=plugin, profile=profile, dataset=dspec.name, split=split, seed=seed,
+                            plugin=plugin, plugin_dist=info.distribution, plugin_version=info.version,
+                            profile_source=source, dataset_fingerprint=fingerprint, load_error=info.error,
+                        )
+                    )
+    return cells
+
+
+def _select_methods(host: PluginHost, patterns: Sequence[str]) -> list[str]:
+    """Methods named directly or registered by a named plugin (shell-style patterns)."""
+    by_method = set(select(host.methods.names(), patterns))
+    plugins = set(select(host.plugins, patterns))
+    by_plugin = {m for m in host.methods.names() if host.methods.plugin_of(m) in plugins}
+    return sorted(by_method | by_plugin)
+
+
+def _select_failed_plugins(host: PluginHost, patterns: Sequence[str]) -> list[str]:
+    """Plugins that failed to load and were asked for: their cells fail visibly.
+
+    With ``all``, only plugins that registered nothing at all count (a broken dataset-only
+    plugin cannot be told apart, so it fails cells too: a broken install must be seen).
+    """
+    failed = [n for n, info in host.plugins.items() if info.error]
+    return select(failed, patterns)
+
+
+def dataset_fingerprint(host: PluginHost, spec: DatasetSpec) -> str:
+    """Checksums of the source files (or the generator's plugin version) known before loading."""
+    plugin = host.plugins[host.datasets.plugin_of(spec.name)]
+    parts = [f"{f.name}:{f.sha256}" for f in spec.files] or [f"{plugin.distribution}=={plugin.version}"]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------- progress
+
+
+class Reporter:
+    """Plain progress lines (CI, pipes); :class:`RichReporter` draws bars on a terminal."""
+
+    def __init__(self, echo: Callable[[str], None] = print) -> None:
+        self.echo = echo
+
+    def grid_started(self, total: int, skipped: int) -> None:
+        self.echo(f"{total} cell(s): {total - skipped} to run, {skipped} already FINISHED (skipped)")
+
+    def cell_started(self, index: int, total: int, cell: Cell) -> None:
+        self.echo(f"[{index}/{total}] {cell.display_id} ...")
+
+    def epoch(self, cell: Cell, epoch: int, total: int, metrics: Mapping[str, float]) -> None:
+        pass
+
+    def cell_finished(self, index: int, total: int, cell: Cell, result: CellResult) -> None:
+        oa = result.metrics.get("test_oa")
+        detail = f" test_oa={oa:.2f}" if oa is not None else ""
+        if result.error:
+            detail += f" ({result.error.strip().splitlines()[-1][:160]})"
+        self.echo(f"[{index}/{total}] {cell.display_id} {result.status}{detail}")
+
+    def close(self) -> None:
+        pass
+
+
+class RichReporter(Reporter):
+    """Progress bars for cells and epochs on an interactive terminal."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        super().__init__(console.print)
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+            console=console, transient=False,
+        )
+        self.progress.start()
+        self.cells_task = self.progress.add_task("cells", total=0)
+        self.epoch_task = self.progress.add_task("epochs", total=0, visible=False)
+
+    def grid_started(self, total: int, skipped: int) -> None:
+        super().grid_started(total, skipped)
+        self.progress.update(self.cells_task, total=total, completed=skipped)
+
+    def cell_started(self, index: int, total: int, cell: Cell) -> None:
+        self.progress.update(self.epoch_task, description=cell.display_id, completed=0, visible=True)
+
+    def epoch(self, cell: Cell, epoch: int, total: int, metrics: Mapping[str, float]) -> None:
+        self.progress.update(self.epoch_task, total=total, completed=epoch)
+
+    def cell_finished(self, index: int, total: int, cell: Cell, result: CellResult) -> None:
+        super().cell_finished(index, total, cell, result)
+        self.progress.advance(self.cells_task)
+
+    def close(self) -> None:
+        self.progress.stop()
+
+
+# ----------------------------------------------------------------------------- running
+
+
+@dataclass
+class GridOutcome:
+    """Summary of one ``run_grid`` call."""
+
+    cells: list[Cell]
+    results: dict[str, CellResult]
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[Cell]:
+        return [c for c in self.cells if self.results.get(c.key, CellResult("?")).status != "FINISHED"]
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return 130
+        return 1 if self.failed else 0
+
+
+def run_grid(
+    host: PluginHost,
+    request: GridRequest,
+    tracker: Tracker,
+    reporter: Reporter | None = None,
+) -> GridOutcome:
+    """Run every cell of the request that is not already FINISHED in ``tracker``."""
+    reporter = reporter or Reporter()
+    cells = expand_grid(host, request)
+    done = set() if request.rerun else tracker.finished_cell_keys()
+    todo = [c for c in cells if c.key not in done]
+    outcome = GridOutcome(cells=cells, results={})
+    for c in cells:
+        if c.key in done:
+            outcome.results[c.key] = CellResult("FINISHED", skipped=True)
+    reporter.grid_started(len(cells), len(cells) - len(todo))
+    scenes: dict[str, Scene | BaseException] = {}
+    try:
+        for i, cell in enumerate(todo, start=len(cells) - len(todo) + 1):
+            reporter.cell_started(i, len(cells), cell)
+            result = run_cell(host, cell, tracker, request, scenes, reporter)
+            outcome.results[cell.key] = result
+            reporter.cell_finished(i, len(cells), cell, result)
+    except KeyboardInterrupt:
+        outcome.interrupted = True
+    finally:
+        reporter.close()
+    return outcome
+
+
+def _load_scene(host: PluginHost, name: str, request: GridRequest, cache: dict[str, Any]) -> Scene:
+    """Load each dataset once per grid; a dataset that fails to load fails each of its cells."""
+    if name not in cache:
+        spec = host.datasets.get(name)
+        try:
+            from bench_core.tracking import bench_home
+
+            cache[name] = spec.load(DatasetContext(data_dir=request.data_dir, cache_dir=bench_home() / "cache"))
+        except Exception as exc:  # re-raised for every cell of this dataset
+            cache[name] = exc
+    value = cache[name]
+    if isinstance(value, BaseException):
+        raise value
+    return value
+
+
+def git_sha() -> str | None:
+    """Commit of the harness source, when it runs from a git checkout."""
+    here = Path(bench_core.__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5, check=False
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and len(sha) == 40 else None
+
+
+def run_cell(
+    host: PluginHost,
+    cell: Cell,
+    tracker: Tracker,
+    request: GridRequest,
+    scenes: dict[str, Any] | None = None,
+    reporter: Reporter | None = None,
+) -> CellResult:
+    """Run one cell into one tracked run; never raises except KeyboardInterrupt."""
+    from bench_core.timing import resolve_device
+
+    scenes = {} if scenes is None else scenes
+    reporter = reporter or Reporter(lambda _msg: None)
+    tags = {
+        "bench.cell_key": cell.key,
+        "bench.display_id": cell.display_id,
+        "bench.plugin": cell.plugin,
+        "bench.plugin_dist": str(cell.plugin_dist),
+        "bench.plugin_version": str(cell.plugin_version),
+        "bench.version": bench_core.__version__,
+        "bench.profile_source": cell.profile_source,
+        "bench.dataset_fingerprint": cell.dataset_fingerprint,
+    }
+    sha = git_sha()
+    if sha:
+        tags["bench.git_sha"] = sha
+    description = (
+        f"{cell.method} ({cell.profile} profile) on {cell.dataset}, split {cell.split.display}, "
+        f"seed {cell.seed}. Test pixels scored once each; model chosen without the test split."
+    )
+    run = tracker.start_run(cell.display_id, tags, description)
+    log_buffer = io.StringIO()
+    handler = logging.StreamHandler(log_buffer)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("bench")
+    root.addHandler(handler)
+    previous_level = root.level
+    root.setLevel(logging.INFO)
+    result = CellResult("RUNNING", run_id=run.run_id)
+    status = "FAILED"
+    with tempfile.TemporaryDirectory(prefix="bench-cell-") as tmp:
+        out = Path(tmp)
+        try:
+            params: dict[str, object] = {
+                "method": cell.method,
+                "profile": cell.profile,
+                "dataset": cell.dataset,
+                "split": cell.split.display,
+                "seed": cell.seed,
+                "seed_train": cell.train_seed,
+                "val_fraction": cell.split.val_fraction,
+            }
+            if cell.config is not None:
+                params.update(cell.config.to_params())
+            run.log_params(params)
+            host.cell_started(cell)
+            if cell.load_error is not None:
+                raise RegistryError(cell.load_error)
+            device = resolve_device(request.device)
+            run.set_tags({"bench.device": str(device)})
+            metrics = _execute(host, cell, request, scenes, run, out, device, reporter)
+            result.metrics = metrics
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            result.error = "interrupted (Ctrl-C)"
+            (out / "traceback.txt").write_text("KeyboardInterrupt: interrupted by the user\n")
+            raise
+        except Exception as exc:
+            result.error = f"{type(exc).__name__}: {exc}"
+            (out / "traceback.txt").write_text(traceback.format_exc())
+            log.error("cell %s failed: %s", cell.display_id, result.error)
+            run.set_tags({"bench.error": result.error[:4000]})
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(previous_level)
+            (out / "log.txt").write_text(log_buffer.getvalue())
+            try:
+                run.log_artifacts(out)
+            finally:
+                run.end(status)
+                result.status = status
+                host.cell_finished(cell, result)
+    return result
+
+
+def _execute(
+    host: PluginHost,
+    cell: Cell,
+    request: GridRequest,
+    scenes: dict[str, Any],
+    run: Any,
+    out: Path,
+    device: Any,
+    reporter: Reporter,
+) -> dict[str, float]:
+    """Load, split, train, evaluate once on the test split, and log everything."""
+    import torch
+
+    from bench_core import artifacts
+    from bench_core.metrics import compute_scores
+    from bench_core.splits import make_split
+    from bench_core.timing import (
+        PeakMemory,
+        Stopwatch,
+        count_parameters,
+        environment,
+        flops_per_sample,
+        measure_throughput,
+    )
+    from bench_core.training import Trainer, TrainData
+
+    spec: MethodSpec = host.methods.get(cell.method)
+    assert cell.config is not None
+    config = cell.config
+    scene = _load_scene(host, cell.dataset, request, scenes)
+    patch = spec.effective_patch_size(config.train)
+    split = make_split(scene, cell.split, host.splits.get(cell.split.protocol), cell.seed, patch_size=patch)
+    labels = np.asarray(scene.labels).reshape(-1)
+    inputs = scene.inputs_for(spec.modalities, f"method {spec.name!r}")
+    info = scene.info(spec.modalities, f"method {spec.name!r}", patch_size=patch)
+    env = environment(device)
+    run.set_tags({f"bench.env.{k}": v for k, v in env.items()})
+    run.log_params({"normalisation": scene.metadata.get("normalisation", "as provided by the dataset")})
+    counts = split.class_counts(scene.labels)
+    log.info(
+        "split %s: %d train, %d val, %d test pixels, leakage %.4f at patch %d",
+        cell.split.display, split.train.size, split.val.size, split.num_test, split.leakage, patch,
+    )
+
+    def on_epoch_end(epoch: int, values: Mapping[str, float]) -> None:
+        run.log_metrics({k: v for k, v in values.items() if k != "epoch"}, step=epoch)
+        reporter.epoch(cell, epoch, config.train.epochs, values)
+
+    trainer = Trainer(device=device, seed=cell.train_seed, on_epoch_end=on_epoch_end)
+    model = trainer.build(spec, config, info)
+    data = TrainData(
+        inputs=inputs,
+        train_index=split.train,
+        train_targets=labels[split.train] - 1,
+        val_index=split.val,
+        val_targets=labels[split.val] - 1,
+        num_classes=scene.num_classes,
+    )
+    with PeakMemory(device) as peak:
+        fit = trainer.fit(spec, model, config, data)
+
+        # The test split is opened here, after training, and only here.
+        test_index = split.open_test()
+        with Stopwatch(device) as infer_clock:
+            predicted = trainer.predict(spec, model, config, inputs, test_index)
+    truth = labels[test_index] - 1
+    scores = compute_scores(truth, predicted, scene.num_classes)
+
+    total, trainable = count_parameters(model)
+    flops = None
+    if isinstance(model, torch.nn.Module):
+        from bench_core.sampling import PatchSampler
+
+        # One sample = one patch (patch methods) or one crop (dense methods).
+        sampler = PatchSampler(inputs, patch, device=device)
+        example = sampler.patches(split.train[:1])
+        flops = flops_per_sample(model, example)
+    else:
+        flops = flops_per_sample(model, {})
+
+    metrics: dict[str, float] = dict(scores.as_metrics(scene.class_names, prefix="test_"))
+    metrics.update(
+        {
+            "time_train_s": fit.time_train_s,
+            "time_val_s": fit.time_val_s,
+            "time_infer_s": infer_clock.elapsed,
+            "throughput_infer": measure_throughput(int(test_index.size), infer_clock.elapsed),
+            "params_total": float(total),
+            "params_trainable": float(trainable),
+            "mem_peak_bytes": float(peak.peak_bytes),
+            "split_leakage": 100.0 * split.leakage,
+            "n_train": float(split.train.size),
+            "n_val": float(split.val.size),
+            "n_test": float(test_index.size),
+            "epochs_run": float(fit.epochs_run),
+        }
+    )
+    if flops is not None:
+        metrics["flops_per_sample"] = float(flops)
+    if fit.final_val_oa is not None:
+        metrics["val_oa"] = 100.0 * fit.final_val_oa
+    if fit.best_val_oa is not None:
+        metrics["val_oa_best"] = 100.0 * fit.best_val_oa
+    for name, seconds in fit.stage_times.items():
+        metrics[f"time_stage_{name}_s"] = seconds
+    run.log_metrics(metrics)
+    run.set_tags({"bench.stop_reason": fit.stop_reason, "bench.mem_kind": peak.kind})
+
+    # Artifacts: tables, figures, predictions, config.
+    names = scene.class_names
+    artifacts.write_confusion_csv(out / "confusion_matrix.csv", scores.confusion, names)
+    artifacts.plot_confusion(out / "confusion_matrix.png", scores.confusion, names, cell.display_id)
+    artifacts.write_per_class_csv(
+        out / "per_class.csv", names, scores.per_class_accuracy, scores.per_class_f1, scores.support,
+        train_counts=counts["train"],
+    )
+    artifacts.save_predictions(out / "predictions_test.npz", test_index, predicted, truth)
+    artifacts.write_json(
+        out / "config.json",
+        {
+            "cell": cell.display_id,
+            "cell_key": cell.key,
+            "config": config.to_dict(),
+            "split": {
+                "name": cell.split.display,
+                "val_fraction": cell.split.val_fraction,
+                "leakage": split.leakage,
+                "patch_size": patch,
+            },
+            "fit": {"stop_reason": fit.stop_reason, "history": fit.history, "best_epoch": fit.best_epoch},
+            "environment": env,
+        },
+    )
+    scene_map = trainer.predict_scene(spec, model, config, inputs)
+    artifacts.plot_classification_map(
+        out / "classification_map.png",
+        scene_map,
+        np.asarray(scene.labels),
+        names,
+        artifacts.palette_for(scene.num_classes, scene.palette),
+        f"{cell.display_id}  OA {100 * scores.oa:.2f}%",
+    )
+    return metrics
+
+
+def summary_rows(outcome: GridOutcome) -> list[dict[str, Any]]:
+    """One row per cell for the end-of-run table."""
+    rows = []
+    for cell in outcome.cells:
+        res = outcome.results.get(cell.key)
+        status = "not run" if res is None else ("skipped" if res.skipped else res.status)
+        m = res.metrics if res else {}
+        rows.append(
+            {
+                "cell": cell.display_id,
+                "status": status,
+                "test_oa": m.get("test_oa"),
+                "test_aa": m.get("test_aa"),
+                "test_kappa": m.get("test_kappa"),
+                "time_train_s": m.get("time_train_s"),
+            }
+        )
+    return rows
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``["train.epochs=3", "model.width=16"]`` -> ``{"train": {"epochs": 3}, "model": {"width": 16}}``."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or section not in ("train", "model") or not name:
+            raise ConfigError(
+                f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION 'train' or 'model', "
+                f"e.g. --set train.epochs=3"
+            )
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        target = out.setdefault(section, {})
+        parts = name.split(".")
+        for p in parts[:-1]:
+            target = target.setdefault(p, {})
+        target[parts[-1]] = value
+    return out
+

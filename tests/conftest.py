@@ -1,0 +1,38 @@
+"""Shared fixtures: every test gets its own store and working directory."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test writes into the repository or a user's store."""
+    monkeypatch.setenv("BENCH_HOME", str(tmp_path / "bench-home"))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    for var in ("BENCH_PLUGINS", "BENCH_DISABLE_PLUGINS", "BENCH_TRACE_PLUGINS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def bench_exe() -> str:
+    """The installed console script of this environment."""
+    exe = Path(sys.executable).parent / "bench"
+    assert exe.exists(), f"console script missing at {exe}: install with pip install -e '.[test]'"
+    return str(exe)
+
+
+def subprocess_env(**extra: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra)
+    return env

@@ -1,0 +1,133 @@
+"""End to end: `bench run --plugins all --datasets synthetic` into a real MLflow SQLite store."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from bench_core.cli import main
+from bench_core.plugins import load_plugins
+
+pytestmark = pytest.mark.slow
+
+CONTRACT_PARAMS = {"method", "profile", "dataset", "split", "seed"}
+CONTRACT_METRICS = {
+    "test_oa", "test_aa", "test_kappa", "test_f1_macro", "val_oa", "time_train_s", "time_infer_s",
+    "throughput_infer", "params_total", "params_trainable", "flops_per_sample", "mem_peak_bytes",
+    "split_leakage",
+}
+CONTRACT_TAGS = {"bench.cell_key", "bench.plugin_dist", "bench.plugin_version", "bench.version", "bench.device"}
+CONTRACT_ARTIFACTS = {
+    "confusion_matrix.csv", "confusion_matrix.png", "per_class.csv", "classification_map.png",
+    "config.json", "log.txt", "predictions_test.npz",
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Run the main job once for the whole module (it is the expensive part)."""
+    home = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{home / 'mlflow.db'}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(home)
+        mp.setenv("BENCH_HOME", str(home))
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        mp.setenv("CI", "true")
+        start = time.perf_counter()
+        code = main(["run", "--plugins", "all", "--datasets", "synthetic", "--tracking-uri", uri])
+        seconds = time.perf_counter() - start
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("bench")
+    runs = client.search_runs([exp.experiment_id])
+    return {"uri": uri, "home": home, "code": code, "seconds": seconds, "client": client, "runs": runs}
+
+
+def _methods() -> list[str]:
+    return load_plugins().methods.names()
+
+
+def test_main_job_finishes_with_exit_0(store: dict) -> None:
+    assert store["code"] == 0
+
+
+def test_one_finished_run_per_cell(store: dict) -> None:
+    runs = store["runs"]
+    methods = _methods()
+    assert {"svm", "two-branch-cnn", "fusion-fcn"} <= set(methods)
+    by_method = {r.data.params["method"]: r for r in runs}
+    assert sorted(by_method) == methods
+    assert len(runs) == len(methods)
+    for r in runs:
+        assert r.info.status == "FINISHED", (r.info.run_name, r.data.tags.get("bench.error"))
+        p = r.data.params
+        assert r.info.run_name == f"{p['method']}.{p['profile']}/synthetic/official/s0"
+        assert p["dataset"] == "synthetic" and p["split"] == "official" and p["seed"] == "0"
+        assert p["profile"] == "fast"  # the synthetic dataset's recommended profile
+    keys = [r.data.tags["bench.cell_key"] for r in runs]
+    assert len(set(keys)) == len(keys)
+
+
+def test_every_contract_name_is_logged(store: dict) -> None:
+    host = load_plugins()
+    class_names = host.datasets.get("synthetic").class_names
+    from bench_core.metrics import metric_key
+
+    for r in store["runs"]:
+        p, m, t = r.data.params, r.data.metrics, r.data.tags
+        assert CONTRACT_PARAMS <= set(p)
+        config = host.methods.get(p["method"]).resolve(p["profile"]).to_params()
+        assert set(config) <= set(p), "the full resolved config is logged as params"
+        assert CONTRACT_METRICS <= set(m), CONTRACT_METRICS - set(m)
+        per_class = {f"test_acc_{metric_key(n)}" for n in class_names}
+        assert per_class <= set(m)
+        for key in ("test_oa", "test_aa", "test_kappa", "test_f1_macro", "val_oa"):
+            assert 0.0 <= m[key] <= 100.0  # percent, like the papers
+        assert m["test_oa"] > 100.0 / len(class_names)  # clearly above chance
+        assert m["params_total"] > 0 and m["flops_per_sample"] > 0 and m["mem_peak_bytes"] > 0
+        assert CONTRACT_TAGS <= set(t)
+        assert t["bench.plugin_dist"] == "rs-fusion-bench"
+        if (Path(__file__).resolve().parents[2] / ".git").exists():
+            assert len(t.get("bench.git_sha", "")) == 40
+        names = {a.path for a in store["client"].list_artifacts(r.info.run_id)}
+        assert CONTRACT_ARTIFACTS <= names, CONTRACT_ARTIFACTS - names
+
+
+def test_test_pixels_scored_exactly_once(store: dict, tmp_path: Path) -> None:
+    client = store["client"]
+    for r in store["runs"]:
+        path = client.download_artifacts(r.info.run_id, "predictions_test.npz", str(tmp_path))
+        with np.load(path) as z:
+            index = z["test_index"]
+        assert np.unique(index).size == index.size
+        assert index.size == int(r.data.metrics["n_test"])
+        conf = client.download_artifacts(r.info.run_id, "confusion_matrix.csv", str(tmp_path))
+        rows = Path(conf).read_text().strip().splitlines()[1:]
+        total = sum(int(v) for row in rows for v in row.split(",")[1:])
+        assert total == index.size
+
+
+def test_second_run_skips_everything(store: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    before = len(store["runs"])
+    code = main(["run", "--plugins", "all", "--datasets", "synthetic", "--tracking-uri", store["uri"]])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"{before} already FINISHED (skipped)" in out
+    exp = store["client"].get_experiment_by_name("bench")
+    assert len(store["client"].search_runs([exp.experiment_id])) == before
+
+
+def test_leaderboard_lists_each_method(store: dict, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["leaderboard", "--format", "json", "--tracking-uri", store["uri"]]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert sorted(r["method"] for r in rows) == _methods()
+    assert all(r["n"] == 1 and r["dataset"] == "synthetic" for r in rows)
+    assert main(["leaderboard", "--format", "md", "--tracking-uri", store["uri"]]) == 0
+    md = capsys.readouterr().out
+    assert md.startswith("| dataset | split | method |")
+    for name in _methods():
+        assert f"| {name} |" in md
