@@ -483,13 +483,10 @@ def _execute(
     scores = compute_scores(truth, predicted, scene.num_classes)
 
     total, trainable = count_parameters(model)
-    flops = None
     if isinstance(model, torch.nn.Module):
-        from bench_core.sampling import PatchSampler
-
-        # One sample = one patch (patch methods) or one crop (dense methods).
-        sampler = PatchSampler(inputs, patch, device=device)
-        example = sampler.patches(split.train[:1])
+        # One sample = one patch (patch methods) or one crop (dense methods); FLOPs do not
+        # depend on the values.
+        example = {k: torch.zeros(1, v.shape[0], patch, patch, device=device) for k, v in inputs.items()}
         flops = flops_per_sample(model, example)
     else:
         flops = flops_per_sample(model, {})

@@ -60,7 +60,7 @@ class TrainConfig:
     """Optimizer steps per epoch; ``None`` = one pass over the training pixels (patch/pixel)
     or ``ceil(train pixels / (batch_size * 64))`` crops batches (dense)."""
     patch_size: int | None = None
-    """Patch side (patch methods) or crop side (dense methods); ``None`` = the spec's default."""
+    """Patch side (patch methods, odd) or crop side (dense methods); ``None`` = the spec's default."""
     val_every: int = 1
     early_stopping_patience: int | None = None
     """Stop after this many validation checks without a better ``val_oa``; ``None`` = never."""
@@ -79,11 +79,6 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"train.{name} = {value!r}: expected a positive integer or null")
-        if self.patch_size is not None and self.patch_size % 2 == 0:
-            raise ConfigError(
-                f"train.patch_size = {self.patch_size}: expected an odd number so that the "
-                f"patch has a centre pixel"
-            )
         if not (self.lr > 0):
             raise ConfigError(f"train.lr = {self.lr!r}: expected a positive learning rate")
         choices = {
@@ -228,9 +223,10 @@ class MethodSpec:
                 f"method {self.name!r}: profiles {missing} missing; every method needs "
                 f"{list(REQUIRED_PROFILES)} (the paper's settings and a CPU-friendly one)"
             )
-        if self.input_kind != "pixel" and (self.patch_size < 1 or self.patch_size % 2 == 0):
+        if self.patch_size < 1 or (self.input_kind == "patch" and self.patch_size % 2 == 0):
             raise RegistryError(
-                f"method {self.name!r}: patch_size {self.patch_size}; expected an odd positive size"
+                f"method {self.name!r}: patch_size {self.patch_size}; expected a positive size, "
+                f"odd for patch methods (the patch is centred on the labelled pixel)"
             )
         for pname, profile in self.profiles.items():
             check_name("profile", pname)
@@ -258,9 +254,16 @@ class MethodSpec:
         return ResolvedConfig(profile=profile, train=TrainConfig.from_mapping(train), model=model)
 
     def effective_patch_size(self, train: TrainConfig) -> int:
+        """Patch side (patch methods), crop side (dense methods), 1 for pixel methods."""
         if self.input_kind == "pixel":
             return 1
-        return train.patch_size or self.patch_size
+        size = train.patch_size or self.patch_size
+        if self.input_kind == "patch" and size % 2 == 0:
+            raise ConfigError(
+                f"train.patch_size = {size} for patch method {self.name!r}: expected an odd "
+                f"number so that the patch has a centre pixel"
+            )
+        return size
 
 
 def _deep_merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:

@@ -36,7 +36,8 @@ def ui(host: str, port: int | None, tracking_uri: str | None) -> int:
 
         artifacts = Path(uri[len("sqlite:///"):]).parent / "artifacts"
         cmd += ["--default-artifact-root", artifacts.as_uri()]
-    click.echo(f"MLflow UI for {uri}\n  http://{host}:{port}\n(Ctrl-C to stop)", err=False)
+    click.echo(f"MLflow UI for {uri}\n  http://{host}:{port}\n(Ctrl-C to stop)")
+    sys.stdout.flush()
     proc = subprocess.Popen(cmd)
     try:
         return proc.wait()

@@ -1,0 +1,332 @@
+"""Samplers: turn pixel indices into model inputs without per-sample copy loops.
+
+* :class:`PatchSampler` — (N, C, p, p) patches centred on flat pixel indices, gathered
+  from a strided (C, H, W, p, p) view of a scene padded once.
+* :class:`CropSampler` — random (n, C, s, s) crops, each containing a training pixel,
+  with their (n, s, s) target crops (``IGNORE_INDEX`` outside training pixels).
+* :func:`sliding_window_logits` — dense inference over a whole scene with overlapping
+  windows whose logits are averaged.
+
+Flat indices are row-major into ``H * W`` (``index = row * W + col``), as everywhere
+in the harness.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import numpy as np
+import torch
+
+from bench_core.errors import BenchError, ConfigError
+from bench_core.scene import IGNORE_INDEX
+
+PAD_MODES = ("reflect", "symmetric", "edge", "zero")
+"""Padding of the inputs at the scene border (``zero`` = constant 0)."""
+
+
+class SamplingError(BenchError, ValueError):
+    """Inputs, targets or indices given to a sampler do not fit together."""
+
+
+class ModelOutputError(BenchError, ValueError):
+    """A method's module returned logits of the wrong type or shape."""
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _scene_shape(inputs: Mapping[str, np.ndarray]) -> tuple[int, int]:
+    """Common (H, W) of the inputs; raises if they disagree or are not (C, H, W)."""
+    if not inputs:
+        raise SamplingError("sampler inputs are empty; expected {name: (C, H, W) array}, e.g. {'hsi': ...}")
+    shape: tuple[int, int] | None = None
+    for name, arr in inputs.items():
+        if np.ndim(arr) != 3:
+            raise SamplingError(
+                f"sampler input {name!r} has shape {np.shape(arr)}; expected (C, H, W)"
+            )
+        hw = (int(arr.shape[1]), int(arr.shape[2]))
+        if shape is None:
+            shape = hw
+        elif hw != shape:
+            raise SamplingError(
+                f"sampler input {name!r} is {hw[0]}x{hw[1]} but the others are {shape[0]}x{shape[1]}; "
+                f"all inputs must be co-registered on one (H, W) grid"
+            )
+    assert shape is not None
+    return shape
+
+
+def _pad(arr: np.ndarray, before: tuple[int, int], after: tuple[int, int], mode: str) -> np.ndarray:
+    """Pad the spatial axes of a (C, H, W) array (a new, writable array)."""
+    widths = ((0, 0), (before[0], after[0]), (before[1], after[1]))
+    arr = np.asarray(arr, dtype=np.float32)
+    if mode == "zero":
+        return np.pad(arr, widths, mode="constant", constant_values=0.0)
+    return np.pad(arr, widths, mode=mode)
+
+
+def _check_pad_mode(pad_mode: str) -> None:
+    if pad_mode not in PAD_MODES:
+        raise ConfigError(f"pad_mode = {pad_mode!r}: expected one of {PAD_MODES}")
+
+
+def _check_size(what: str, size: int, odd: bool) -> None:
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1 or (odd and size % 2 == 0):
+        kind = "an odd positive integer (the patch needs a centre pixel)" if odd else "a positive integer"
+        raise ConfigError(f"{what} = {size!r}: expected {kind}")
+
+
+def _windows(padded: torch.Tensor, size: int) -> torch.Tensor:
+    """(C, H', W') -> (H' - size + 1, W' - size + 1, C, size, size) strided view, no copy."""
+    return padded.unfold(1, size, 1).unfold(2, size, 1).permute(1, 2, 0, 3, 4)
+
+
+def as_index(index: np.ndarray | torch.Tensor, num_pixels: int) -> torch.Tensor:
+    """Flat pixel indices as a 1-D int64 CPU tensor, checked to lie in ``[0, num_pixels)``."""
+    t = index if isinstance(index, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(index))
+    t = t.reshape(-1).to(device="cpu")
+    if t.numel() == 0:  # np.array([]) is float64; an empty index is still valid
+        return torch.zeros(0, dtype=torch.int64)
+    if t.dtype.is_floating_point or t.dtype == torch.bool:
+        raise SamplingError(
+            f"pixel index has dtype {t.dtype}; expected integer flat indices (row * W + col)"
+        )
+    t = t.to(torch.int64)
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= num_pixels):
+        raise SamplingError(
+            f"pixel index ranges {int(t.min())}..{int(t.max())} but the scene has {num_pixels} "
+            f"pixels; expected flat row-major indices in [0, {num_pixels})"
+        )
+    return t
+
+
+# --------------------------------------------------------------------------- patches
+
+
+class PatchSampler:
+    """Per-modality (N, C, p, p) patches centred on flat pixel indices.
+
+    Each input is padded once by ``patch_size // 2`` and kept on ``device``; patches
+    come from a strided (H, W, C, p, p) view of the padded tensor with one
+    advanced-indexing gather per modality and call.
+    """
+
+    def __init__(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        patch_size: int,
+        pad_mode: str = "reflect",
+        device: torch.device | str = "cpu",
+    ) -> None:
+        _check_size("patch_size", patch_size, odd=True)
+        _check_pad_mode(pad_mode)
+        self.height, self.width = _scene_shape(inputs)
+        self.patch_size = patch_size
+        self.radius = patch_size // 2
+        self.device = torch.device(device)
+        r = self.radius
+        self.padded: dict[str, torch.Tensor] = {}
+        self.views: dict[str, torch.Tensor] = {}
+        for name, arr in inputs.items():
+            padded = torch.from_numpy(_pad(arr, (r, r), (r, r), pad_mode)).to(self.device)
+            self.padded[name] = padded
+            self.views[name] = _windows(padded, patch_size)
+
+    @property
+    def num_pixels(self) -> int:
+        return self.height * self.width
+
+    def _rows_cols(self, index: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        flat = as_index(index, self.num_pixels).to(self.device)
+        return flat // self.width, flat % self.width
+
+    def patches(self, index: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{name: (N, C, p, p) float32}`` on the sampler's device, in the order of ``index``."""
+        rows, cols = self._rows_cols(index)
+        # Window (i, j) of the padded scene is centred on scene pixel (i, j).
+        return {name: view[rows, cols] for name, view in self.views.items()}
+
+    def pixels(self, index: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{name: (N, C) float32}`` spectra of the centre pixels."""
+        rows, cols = self._rows_cols(index)
+        r = self.radius
+        return {name: padded[:, rows + r, cols + r].T.contiguous() for name, padded in self.padded.items()}
+
+
+# --------------------------------------------------------------------------- crops
+
+
+class CropSampler:
+    """Random (n, C, s, s) crops around training pixels, with (n, s, s) target crops.
+
+    ``targets`` is an (H, W) int64 map with the 0-based class of every *training*
+    pixel and ``IGNORE_INDEX`` elsewhere. Each crop contains a training pixel drawn
+    uniformly from all of them, at a uniformly drawn position inside the crop, limited
+    so that at most ``crop_size // 2`` rows/cols of a crop fall outside the scene.
+    Outside the scene inputs are padded with ``pad_mode`` and targets with -1.
+    """
+
+    def __init__(
+        self,
+        inputs: Mapping[str, np.ndarray],
+        targets: np.ndarray,
+        crop_size: int,
+        pad_mode: str = "reflect",
+        device: torch.device | str = "cpu",
+    ) -> None:
+        _check_size("crop_size", crop_size, odd=False)
+        _check_pad_mode(pad_mode)
+        self.height, self.width = _scene_shape(inputs)
+        targets = np.asarray(targets)
+        if targets.shape != (self.height, self.width) or not np.issubdtype(targets.dtype, np.integer):
+            raise SamplingError(
+                f"crop targets have shape {targets.shape} dtype {targets.dtype}; expected an "
+                f"({self.height}, {self.width}) integer map (class of training pixels, -1 elsewhere)"
+            )
+        if targets.size and int(targets.min()) < IGNORE_INDEX:
+            raise SamplingError(
+                f"crop targets contain {int(targets.min())}; expected 0-based classes or {IGNORE_INDEX}"
+            )
+        train = np.flatnonzero(targets.reshape(-1) != IGNORE_INDEX)
+        if train.size == 0:
+            raise SamplingError(
+                f"crop targets mark no training pixel (all {IGNORE_INDEX}); expected at least one "
+                f"pixel with a 0-based class"
+            )
+        self.crop_size = crop_size
+        self.device = torch.device(device)
+        self.pad = crop_size // 2
+        self.train_pixels = torch.from_numpy(train.astype(np.int64))
+        p = self.pad
+        self.padded: dict[str, torch.Tensor] = {}
+        self.views: dict[str, torch.Tensor] = {}
+        for name, arr in inputs.items():
+            padded = torch.from_numpy(_pad(arr, (p, p), (p, p), pad_mode)).to(self.device)
+            self.padded[name] = padded
+            self.views[name] = _windows(padded, crop_size)
+        tmap = np.pad(targets.astype(np.int64), p, mode="constant", constant_values=IGNORE_INDEX)
+        self.padded_targets = torch.from_numpy(tmap).to(self.device)
+        self.target_views = _windows(self.padded_targets[None], crop_size)[:, :, 0]
+
+    def positions(self, n: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-left corners (rows, cols) in scene coordinates (may be negative) of ``n`` crops."""
+        if not isinstance(n, int) or n < 1:
+            raise ConfigError(f"number of crops n = {n!r}: expected a positive integer")
+        s, p = self.crop_size, self.pad
+        pick = torch.randint(self.train_pixels.numel(), (n,), generator=generator)
+        centre = self.train_pixels[pick]
+        u = torch.rand((2, n), generator=generator, dtype=torch.float64)
+
+        def corner(coord: torch.Tensor, length: int, u_axis: torch.Tensor) -> torch.Tensor:
+            # The crop [lo, lo + s) contains coord and stays inside the padded scene.
+            lo = torch.clamp(coord - s + 1, min=-p)
+            hi = torch.clamp(coord, max=length + p - s)
+            return lo + torch.floor(u_axis * (hi - lo + 1)).to(torch.int64).clamp(max=hi - lo)
+
+        rows = corner(centre // self.width, self.height, u[0])
+        cols = corner(centre % self.width, self.width, u[1])
+        return rows, cols
+
+    def sample(self, n: int, generator: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """``n`` crops ``{name: (n, C, s, s)}`` and their targets (n, s, s) int64, on the device.
+
+        ``generator`` is a CPU :class:`torch.Generator`; the same state gives the same crops.
+        """
+        rows, cols = self.positions(n, generator)
+        rows = (rows + self.pad).to(self.device)
+        cols = (cols + self.pad).to(self.device)
+        crops = {name: view[rows, cols] for name, view in self.views.items()}
+        return crops, self.target_views[rows, cols]
+
+
+# --------------------------------------------------------------------------- dense inference
+
+
+def window_starts(length: int, size: int, stride: int) -> list[int]:
+    """Window starts along one axis of ``length >= size``; the last window ends at the border."""
+    starts = list(range(0, length - size + 1, stride))
+    if starts[-1] + size < length:
+        starts.append(length - size)
+    return starts
+
+
+def sliding_window_logits(
+    forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    inputs: Mapping[str, np.ndarray],
+    crop_size: int,
+    num_classes: int | None,
+    *,
+    overlap: float = 0.5,
+    batch_size: int = 16,
+    pad_mode: str = "reflect",
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense logits for every pixel of a scene from overlapping ``crop_size`` windows.
+
+    Windows lie on a grid with stride ``max(1, int(crop_size * (1 - overlap)))``, the
+    last row/column of windows aligned to the border; a scene smaller than a window is
+    padded (bottom/right, ``pad_mode``). ``forward({name: (B, C, s, s)})`` must return
+    (B, K, s, s) logits; overlapping logits are averaged. ``num_classes=None`` takes K
+    from the first window.
+
+    Returns:
+        ``(logits (K, H, W) float32, count (H, W))`` on ``device``; ``count`` is how many
+        windows covered each pixel (always >= 1).
+    """
+    _check_size("crop_size", crop_size, odd=False)
+    _check_size("batch_size", batch_size, odd=False)
+    _check_pad_mode(pad_mode)
+    if not 0.0 <= overlap < 1.0:
+        raise ConfigError(f"overlap = {overlap!r}: expected 0 <= overlap < 1")
+    height, width = _scene_shape(inputs)
+    device = torch.device(device)
+    s = crop_size
+    full_h, full_w = max(height, s), max(width, s)
+    padded = {
+        name: torch.from_numpy(_pad(arr, (0, 0), (full_h - height, full_w - width), pad_mode)).to(device)
+        for name, arr in inputs.items()
+    }
+    views = {name: _windows(t, s) for name, t in padded.items()}
+    stride = max(1, int(s * (1.0 - overlap)))
+    grid = [(r, c) for r in window_starts(full_h, s, stride) for c in window_starts(full_w, s, stride)]
+    count = torch.zeros((full_h, full_w), dtype=torch.float32, device=device)
+    total: torch.Tensor | None = None
+    with torch.inference_mode():
+        for first in range(0, len(grid), batch_size):
+            chunk = grid[first : first + batch_size]
+            rows = torch.tensor([r for r, _ in chunk], device=device)
+            cols = torch.tensor([c for _, c in chunk], device=device)
+            out = forward({name: view[rows, cols] for name, view in views.items()})
+            if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[0] != len(chunk) \
+                    or tuple(out.shape[2:]) != (s, s) \
+                    or (num_classes is not None and out.shape[1] != num_classes):
+                k = "K" if num_classes is None else num_classes
+                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise ModelOutputError(
+                    f"dense forward returned {got} for {len(chunk)} windows of {s}x{s}; expected "
+                    f"logits of shape ({len(chunk)}, {k}, {s}, {s})"
+                )
+            if total is None:
+                total = torch.zeros((out.shape[1], full_h, full_w), dtype=torch.float32, device=device)
+            out = out.to(torch.float32)
+            # Loop over windows (few), never over pixels; keeps the sum order fixed.
+            for i, (r, c) in enumerate(chunk):
+                total[:, r : r + s, c : c + s] += out[i]
+                count[r : r + s, c : c + s] += 1.0
+    assert total is not None
+    logits = (total / count)[:, :height, :width].contiguous()
+    return logits, count[:height, :width].contiguous()
+
+
+__all__ = [
+    "PAD_MODES",
+    "CropSampler",
+    "ModelOutputError",
+    "PatchSampler",
+    "SamplingError",
+    "as_index",
+    "sliding_window_logits",
+    "window_starts",
+]

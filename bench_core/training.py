@@ -1,0 +1,545 @@
+"""The Trainer: the only epoch loop in the project.
+
+Methods give ``build`` (a module or a scikit-learn-style estimator), optionally a
+``loss`` on the module and :class:`~bench_core.specs.Stage` hooks; the Trainer owns
+seeding, the device, batching (through :mod:`bench_core.sampling`), the optimizer and
+scheduler, validation, early stopping and the timing of training.
+
+It only ever sees training and validation pixels (:class:`TrainData`); the test split
+is opened by the caller after :meth:`Trainer.fit` returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench_core.errors import ConfigError, MissingModalityError, NonFiniteLossError
+from bench_core.sampling import (
+    CropSampler,
+    ModelOutputError,
+    PatchSampler,
+    SamplingError,
+    as_index,
+    sliding_window_logits,
+)
+from bench_core.scene import IGNORE_INDEX, SceneInfo
+from bench_core.specs import MethodSpec, PixelEstimator, ResolvedConfig, TrainConfig
+
+# Distinct streams derived from the one trainer seed (SeedSequence spawn keys).
+_STREAM_SHUFFLE = 1
+_STREAM_STAGE = 2
+
+
+@dataclass(frozen=True)
+class TrainData:
+    """What the Trainer may see: method inputs, training and validation pixels.
+
+    Attributes:
+        inputs: ``{name: (C, H, W) float32}`` named as in ``spec.modalities``
+            (``"x"`` already stacked).
+        train_index, train_targets: flat pixel indices and their 0-based targets.
+        val_index, val_targets: validation pixels (carved from training pixels; may be empty).
+        num_classes: K.
+
+    Never holds test pixels or test labels.
+    """
+
+    inputs: Mapping[str, np.ndarray]
+    train_index: np.ndarray
+    train_targets: np.ndarray
+    val_index: np.ndarray
+    val_targets: np.ndarray
+    num_classes: int
+
+    def __post_init__(self) -> None:
+        if not self.inputs:
+            raise SamplingError("TrainData.inputs is empty; expected {name: (C, H, W) array}")
+        first = next(iter(self.inputs.values()))
+        num_pixels = int(first.shape[1]) * int(first.shape[2])
+        for part in ("train", "val"):
+            index = np.asarray(getattr(self, f"{part}_index")).reshape(-1)
+            targets = np.asarray(getattr(self, f"{part}_targets")).reshape(-1)
+            if index.shape != targets.shape:
+                raise SamplingError(
+                    f"TrainData: {part}_index has {index.size} pixels but {part}_targets has "
+                    f"{targets.size}; expected one target per pixel"
+                )
+            as_index(index, num_pixels)  # raises naming the range
+            if targets.size and (targets.min() < 0 or targets.max() >= self.num_classes):
+                raise SamplingError(
+                    f"TrainData: {part}_targets range {int(targets.min())}..{int(targets.max())}; "
+                    f"expected 0-based classes in 0..{self.num_classes - 1} (label - 1, unlabelled "
+                    f"pixels excluded)"
+                )
+            object.__setattr__(self, f"{part}_index", index.astype(np.int64))
+            object.__setattr__(self, f"{part}_targets", targets.astype(np.int64))
+        if self.train_index.size == 0:
+            raise SamplingError("TrainData.train_index is empty; expected at least one training pixel")
+
+    @property
+    def image_shape(self) -> tuple[int, int]:
+        first = next(iter(self.inputs.values()))
+        return int(first.shape[1]), int(first.shape[2])
+
+
+@dataclass
+class FitResult:
+    """What :meth:`Trainer.fit` reports.
+
+    ``stop_reason`` is ``"completed"``, ``"early_stopping"`` or ``"estimator_fit"``
+    (pixel methods). ``history`` has one entry per epoch: ``epoch``, ``train_loss``,
+    ``lr`` (the rate used during that epoch) and ``val_oa`` (in [0, 1]) when validated.
+    ``final_val_oa`` is the validation OA of the model as returned (the best one when
+    ``restore_best`` restored it). ``time_train_s`` excludes validation and stages.
+    """
+
+    epochs_run: int
+    steps: int
+    stop_reason: str
+    history: list[dict[str, float]] = field(default_factory=list)
+    best_val_oa: float | None = None
+    best_epoch: int | None = None
+    final_val_oa: float | None = None
+    time_train_s: float = 0.0
+    time_val_s: float = 0.0
+    stage_times: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StageContext:
+    """What a :class:`~bench_core.specs.Stage` ``run`` receives."""
+
+    model: Any
+    config: ResolvedConfig
+    data: TrainData
+    device: torch.device
+    generator: torch.Generator
+
+
+def _resolve_device(device: str | torch.device) -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else as given."""
+    if isinstance(device, str) and device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _sync(device: torch.device) -> None:
+    # Kernels are asynchronous on CUDA; wait so that clocks measure the work.
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _derive_seed(seed: int, *stream: int) -> int:
+    return int(np.random.SeedSequence([seed, *stream]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def _logits(output: Any, method: str) -> torch.Tensor:
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, Mapping) and isinstance(output.get("logits"), torch.Tensor):
+        return output["logits"]
+    raise ModelOutputError(
+        f"method {method!r}: forward returned {type(output).__name__}; expected a logits tensor "
+        f"or a mapping with a 'logits' tensor"
+    )
+
+
+class Trainer:
+    """Builds, trains and applies methods under one seed and device.
+
+    Args:
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a :class:`torch.device`.
+        seed: the one seed of this training run (weights, shuffling, crops, stages).
+        on_epoch_end: ``callback(epoch, metrics)`` after each epoch (1-based) with
+            ``epoch``, ``train_loss``, ``lr`` and ``val_oa`` when measured; exceptions
+            propagate (the tuner prunes that way).
+        logger: where progress goes; default ``logging.getLogger("bench.training")``.
+    """
+
+    def __init__(
+        self,
+        device: str | torch.device = "auto",
+        seed: int = 0,
+        on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self.device = _resolve_device(device)
+        self.seed = int(seed)
+        self.on_epoch_end = on_epoch_end
+        self.log = logger or logging.getLogger("bench.training")
+
+    # ----------------------------------------------------------------- setup
+
+    def seed_everything(self) -> None:
+        """Seed Python's ``random``, NumPy's legacy global RNG and torch (CPU and CUDA)."""
+        random.seed(self.seed)
+        np.random.seed(self.seed % 2**32)
+        torch.manual_seed(self.seed)  # also seeds every CUDA device
+
+    def _generator(self, *stream: int) -> torch.Generator:
+        return torch.Generator().manual_seed(_derive_seed(self.seed, *stream))
+
+    def build(self, spec: MethodSpec, config: ResolvedConfig, info: SceneInfo) -> Any:
+        """Seed, call ``spec.build(config.model, info)`` and move a module to the device."""
+        self.seed_everything()
+        model = spec.build(config.model, info)
+        if spec.input_kind == "pixel":
+            if not isinstance(model, PixelEstimator):
+                raise ModelOutputError(
+                    f"method {spec.name!r} (input_kind 'pixel'): build returned "
+                    f"{type(model).__name__}; expected an estimator with fit(features, targets) "
+                    f"and predict(features)"
+                )
+            return model
+        if not isinstance(model, nn.Module):
+            raise ModelOutputError(
+                f"method {spec.name!r} (input_kind {spec.input_kind!r}): build returned "
+                f"{type(model).__name__}; expected a torch.nn.Module"
+            )
+        return model.to(self.device)
+
+    def _check_inputs(self, spec: MethodSpec, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        missing = [m for m in spec.modalities if m not in inputs]
+        if missing:
+            raise MissingModalityError(
+                f"method {spec.name!r} needs input(s) {missing} but got {list(inputs)}; build the "
+                f"inputs with scene.inputs_for(spec.modalities)"
+            )
+        return {m: inputs[m] for m in spec.modalities}
+
+    # ----------------------------------------------------------------- fit
+
+    def fit(self, spec: MethodSpec, model: Any, config: ResolvedConfig, data: TrainData) -> FitResult:
+        """Run the stages, then train ``model`` on ``data`` under ``config.train``."""
+        inputs = self._check_inputs(spec, data.inputs)
+        stage_times: dict[str, float] = {}
+        for number, stage in enumerate(spec.stages):
+            generator = self._generator(_STREAM_STAGE, number)
+            context = StageContext(model, config, data, self.device, generator)
+            _sync(self.device)
+            start = time.perf_counter()
+            stage.run(context)
+            _sync(self.device)
+            stage_times[stage.name] = time.perf_counter() - start
+            self.log.info("method %s: stage %s took %.2f s", spec.name, stage.name, stage_times[stage.name])
+        if spec.input_kind == "pixel":
+            result = self._fit_estimator(spec, model, config, inputs, data)
+        else:
+            result = self._fit_module(spec, model, config, inputs, data)
+        result.stage_times = stage_times
+        return result
+
+    def _fit_estimator(
+        self, spec: MethodSpec, model: Any, config: ResolvedConfig, inputs: dict[str, np.ndarray], data: TrainData
+    ) -> FitResult:
+        features = _pixel_features(inputs, data.train_index)
+        start = time.perf_counter()
+        model.fit(features, data.train_targets)
+        time_train = time.perf_counter() - start
+        result = FitResult(epochs_run=0, steps=0, stop_reason="estimator_fit", time_train_s=time_train)
+        if data.val_index.size:
+            start = time.perf_counter()
+            predicted = self.predict(spec, model, config, inputs, data.val_index)
+            result.time_val_s = time.perf_counter() - start
+            result.best_val_oa = result.final_val_oa = float(np.mean(predicted == data.val_targets))
+        return result
+
+    def _fit_module(
+        self, spec: MethodSpec, model: nn.Module, config: ResolvedConfig, inputs: dict[str, np.ndarray], data: TrainData
+    ) -> FitResult:
+        train = config.train
+        size = spec.effective_patch_size(train)
+        optimizer = make_optimizer(model, train, spec.name)
+        scheduler = make_scheduler(optimizer, train)
+        generator = self._generator(_STREAM_SHUFFLE)
+        custom_loss = callable(getattr(model, "loss", None))
+        if spec.input_kind == "patch":
+            sampler = PatchSampler(inputs, size, device=self.device)
+            batches = self._patch_batches(sampler, data, train, generator)
+
+            def validate() -> np.ndarray:
+                return self._predict_patches(spec, model, config, sampler, data.val_index)
+        else:
+            batches = self._crop_batches(inputs, data, size, train, generator)
+
+            def validate() -> np.ndarray:
+                return self.predict_scene(spec, model, config, inputs).reshape(-1)[data.val_index]
+
+        result = FitResult(epochs_run=0, steps=0, stop_reason="completed")
+        best_state: dict[str, torch.Tensor] | None = None
+        checks_without_gain = 0
+        has_val = data.val_index.size > 0
+        if train.restore_best and not has_val:
+            self.log.warning("method %s: restore_best is set but there are no validation pixels; "
+                             "keeping the last epoch", spec.name)
+        for epoch in range(1, train.epochs + 1):
+            model.train()
+            lr = float(optimizer.param_groups[0]["lr"])  # the rate this epoch trains with
+            _sync(self.device)
+            start = time.perf_counter()
+            loss_sum, weight = 0.0, 0
+            for step, (x, y) in enumerate(batches(), start=1):
+                output = model(x)
+                logits = _logits(output, spec.name)
+                _check_logits(logits, y, spec)
+                loss = model.loss(output, y) if custom_loss else F.cross_entropy(
+                    logits, y, ignore_index=IGNORE_INDEX
+                )
+                value = float(loss.detach())
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(
+                        f"method {spec.name!r}: loss is {value} at epoch {epoch}, step {step} "
+                        f"(lr {lr:g}); lower train.lr or set train.grad_clip"
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if train.grad_clip is not None:
+                    nn.utils.clip_grad_norm_(model.parameters(), train.grad_clip)
+                optimizer.step()
+                loss_sum += value * y.shape[0]
+                weight += y.shape[0]
+                result.steps += 1
+            if scheduler is not None:
+                scheduler.step()  # once per epoch, after the optimizer steps
+            _sync(self.device)
+            result.time_train_s += time.perf_counter() - start
+            result.epochs_run = epoch
+
+            metrics: dict[str, float] = {"epoch": float(epoch), "train_loss": loss_sum / max(weight, 1), "lr": lr}
+            last = epoch == train.epochs
+            # The last epoch is always validated so that final_val_oa describes the returned model.
+            if has_val and (epoch % train.val_every == 0 or last):
+                start = time.perf_counter()
+                predicted = validate()
+                result.time_val_s += time.perf_counter() - start
+                val_oa = float(np.mean(predicted == data.val_targets))
+                metrics["val_oa"] = val_oa
+                result.final_val_oa = val_oa
+                if result.best_val_oa is None or val_oa > result.best_val_oa:
+                    result.best_val_oa, result.best_epoch = val_oa, epoch
+                    checks_without_gain = 0
+                    if train.restore_best:
+                        best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+                else:
+                    checks_without_gain += 1
+            result.history.append(metrics)
+            self.log.info("method %s epoch %d/%d: %s", spec.name, epoch, train.epochs,
+                          ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "epoch"))
+            if self.on_epoch_end is not None:
+                self.on_epoch_end(epoch, dict(metrics))
+            patience = train.early_stopping_patience
+            if patience is not None and checks_without_gain >= patience and not last:
+                result.stop_reason = "early_stopping"
+                break
+
+        if best_state is not None and result.best_epoch != result.epochs_run:
+            model.load_state_dict(best_state)
+            result.final_val_oa = result.best_val_oa
+            self.log.info("method %s: restored the weights of epoch %s (val_oa %.4f)",
+                          spec.name, result.best_epoch, result.best_val_oa)
+        return result
+
+    def _patch_batches(
+        self, sampler: PatchSampler, data: TrainData, train: TrainConfig, generator: torch.Generator
+    ) -> Callable[[], Any]:
+        index = torch.from_numpy(data.train_index)
+        targets = torch.from_numpy(data.train_targets)
+        n = index.numel()
+
+        def epoch_batches() -> Any:
+            order = list(torch.randperm(n, generator=generator).split(train.batch_size))
+            if len(order) > 1 and order[-1].numel() == 1:
+                # A batch of one breaks BatchNorm in train mode; fold it into the previous.
+                order[-2:] = [torch.cat(order[-2:])]
+            if train.steps_per_epoch is not None:
+                order = order[: train.steps_per_epoch]
+            for chosen in order:
+                yield sampler.patches(index[chosen]), targets[chosen].to(self.device)
+
+        return epoch_batches
+
+    def _crop_batches(
+        self,
+        inputs: dict[str, np.ndarray],
+        data: TrainData,
+        size: int,
+        train: TrainConfig,
+        generator: torch.Generator,
+    ) -> Callable[[], Any]:
+        height, width = data.image_shape
+        target_map = np.full(height * width, IGNORE_INDEX, dtype=np.int64)
+        target_map[data.train_index] = data.train_targets  # training pixels only
+        sampler = CropSampler(inputs, target_map.reshape(height, width), size, device=self.device)
+        steps = train.steps_per_epoch or max(1, math.ceil(data.train_index.size / (train.batch_size * 64)))
+
+        def epoch_batches() -> Any:
+            for _ in range(steps):
+                yield sampler.sample(train.batch_size, generator)
+
+        return epoch_batches
+
+    # ----------------------------------------------------------------- predict
+
+    def predict(
+        self,
+        spec: MethodSpec,
+        model: Any,
+        config: ResolvedConfig,
+        inputs: Mapping[str, np.ndarray],
+        index: np.ndarray,
+    ) -> np.ndarray:
+        """0-based predictions (N,) int64 for the flat pixel ``index``, in its order.
+
+        Patch methods run in eval mode and ``inference_mode`` in batches of
+        ``eval_batch_size`` patches; dense methods predict the whole scene with
+        :func:`~bench_core.sampling.sliding_window_logits` (``batch_size`` windows at a time)
+        and pick the indexed pixels; pixel methods call ``model.predict``.
+        """
+        inputs = self._check_inputs(spec, inputs)
+        first = next(iter(inputs.values()))
+        flat = as_index(index, int(first.shape[1]) * int(first.shape[2])).numpy()
+        if spec.input_kind == "pixel":
+            return np.asarray(model.predict(_pixel_features(inputs, flat))).astype(np.int64).reshape(-1)
+        if spec.input_kind == "dense":
+            return self.predict_scene(spec, model, config, inputs).reshape(-1)[flat]
+        sampler = PatchSampler(inputs, spec.effective_patch_size(config.train), device=self.device)
+        return self._predict_patches(spec, model, config, sampler, flat)
+
+    def _predict_patches(
+        self, spec: MethodSpec, model: nn.Module, config: ResolvedConfig, sampler: PatchSampler, flat: np.ndarray
+    ) -> np.ndarray:
+        chunks = []
+        with _evaluating(model), torch.inference_mode():
+            for start in range(0, flat.size, config.train.eval_batch_size):
+                chosen = flat[start : start + config.train.eval_batch_size]
+                logits = _logits(model(sampler.patches(chosen)), spec.name)
+                if logits.ndim != 2 or logits.shape[0] != chosen.size:
+                    raise ModelOutputError(
+                        f"method {spec.name!r}: forward returned logits {tuple(logits.shape)} for "
+                        f"{chosen.size} patches; expected ({chosen.size}, num_classes)"
+                    )
+                chunks.append(logits.argmax(dim=1).cpu())
+        if not chunks:
+            return np.zeros(0, dtype=np.int64)
+        return torch.cat(chunks).numpy().astype(np.int64)
+
+    def predict_scene(
+        self, spec: MethodSpec, model: Any, config: ResolvedConfig, inputs: Mapping[str, np.ndarray]
+    ) -> np.ndarray:
+        """0-based predictions (H, W) int64 for every pixel (the classification map)."""
+        inputs = self._check_inputs(spec, inputs)
+        first = next(iter(inputs.values()))
+        height, width = int(first.shape[1]), int(first.shape[2])
+        if spec.input_kind != "dense":
+            return self.predict(spec, model, config, inputs, np.arange(height * width)).reshape(height, width)
+        size = spec.effective_patch_size(config.train)
+        with _evaluating(model):
+            logits, _ = sliding_window_logits(
+                lambda x: _logits(model(x), spec.name),
+                inputs,
+                size,
+                None,
+                batch_size=config.train.batch_size,  # what fits while training fits here
+                device=self.device,
+            )
+        return logits.argmax(dim=0).cpu().numpy().astype(np.int64)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class _evaluating:
+    """Eval mode inside the block; the module's previous mode afterwards."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.was_training = model.training
+
+    def __enter__(self) -> None:
+        self.model.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        self.model.train(self.was_training)
+
+
+def _pixel_features(inputs: Mapping[str, np.ndarray], index: np.ndarray) -> np.ndarray:
+    """(N, sum C) float32: the inputs' bands concatenated at the given flat pixels."""
+    columns = [np.asarray(arr).reshape(arr.shape[0], -1)[:, index].T for arr in inputs.values()]
+    return np.ascontiguousarray(np.concatenate(columns, axis=1), dtype=np.float32)
+
+
+def _check_logits(logits: torch.Tensor, targets: torch.Tensor, spec: MethodSpec) -> None:
+    n = targets.shape[0]
+    if spec.input_kind == "patch":
+        ok = logits.ndim == 2 and logits.shape[0] == n
+        expected = f"({n}, num_classes)"
+    else:
+        ok = logits.ndim == 4 and logits.shape[0] == n and logits.shape[2:] == targets.shape[1:]
+        expected = f"({n}, num_classes, {targets.shape[1]}, {targets.shape[2]})"
+    if not ok:
+        raise ModelOutputError(
+            f"method {spec.name!r} (input_kind {spec.input_kind!r}): forward returned logits "
+            f"{tuple(logits.shape)}; expected {expected}"
+        )
+
+
+def make_optimizer(model: nn.Module, train: TrainConfig, method: str = "the method") -> torch.optim.Optimizer:
+    """The optimizer ``train.optimizer`` over the module's trainable parameters."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ModelOutputError(
+            f"method {method!r}: the built module has no trainable parameters; expected at least one "
+            f"parameter with requires_grad=True"
+        )
+    if train.optimizer == "adam":
+        return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
+    if train.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
+    if train.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
+    raise ConfigError(f"train.optimizer = {train.optimizer!r}: expected 'adam', 'adamw' or 'sgd'")
+
+
+def make_scheduler(
+    optimizer: torch.optim.Optimizer, train: TrainConfig
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """The per-epoch scheduler ``train.scheduler`` (``None`` for ``"none"``)."""
+    sched = torch.optim.lr_scheduler
+    kind = train.scheduler
+    if kind == "none":
+        return None
+    if kind == "step":
+        return sched.StepLR(optimizer, step_size=train.step_size, gamma=train.gamma)
+    if kind == "multistep":
+        return sched.MultiStepLR(optimizer, milestones=list(train.milestones), gamma=train.gamma)
+    if kind == "exponential":
+        return sched.ExponentialLR(optimizer, gamma=train.gamma)
+    if kind == "cosine":
+        return sched.CosineAnnealingLR(optimizer, T_max=train.epochs)
+    if kind == "poly":
+        epochs, power = train.epochs, train.power
+        return sched.LambdaLR(optimizer, lambda e: max(0.0, 1.0 - e / epochs) ** power)
+    raise ConfigError(
+        f"train.scheduler = {kind!r}: expected 'none', 'step', 'multistep', 'exponential', 'cosine' or 'poly'"
+    )
+
+
+__all__ = [
+    "FitResult",
+    "StageContext",
+    "TrainData",
+    "Trainer",
+    "make_optimizer",
+    "make_scheduler",
+]

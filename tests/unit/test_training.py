@@ -1,0 +1,524 @@
+"""The Trainer on tiny hand-written methods (patch CNN, dense 1x1 conv, sklearn pixel model)."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+from torch import nn
+
+from bench_core.errors import MissingModalityError, NonFiniteLossError
+from bench_core.sampling import ModelOutputError, SamplingError
+from bench_core.scene import SceneInfo
+from bench_core.specs import MethodSpec, ResolvedConfig, Stage
+from bench_core.training import FitResult, StageContext, TrainData, Trainer
+
+H = W = 16
+K = 3
+
+
+# --------------------------------------------------------------------------- toy problem
+
+
+def _toy(seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Separable scene: class = vertical band of columns; HSI = class mean + noise."""
+    rng = np.random.default_rng(seed)
+    classes = np.broadcast_to((np.arange(W) * K) // W, (H, W))
+    means = np.eye(K, 4, dtype=np.float32) * 2.0
+    hsi = means[classes].transpose(2, 0, 1) + 0.2 * rng.normal(size=(4, H, W))
+    x = classes[None].astype(np.float32) + 0.2 * rng.normal(size=(1, H, W))
+    return {"hsi": hsi.astype(np.float32), "x": x.astype(np.float32)}, classes.reshape(-1).astype(np.int64)
+
+
+def _data(val: bool = True, seed: int = 0) -> TrainData:
+    inputs, classes = _toy()
+    order = np.random.default_rng(seed).permutation(H * W)
+    train, rest = order[:150], order[150:]
+    val_index = rest[:50] if val else np.zeros(0, dtype=np.int64)
+    return TrainData(
+        inputs=inputs,
+        train_index=train,
+        train_targets=classes[train],
+        val_index=val_index,
+        val_targets=classes[val_index],
+        num_classes=K,
+    )
+
+
+def _info(patch: int) -> SceneInfo:
+    return SceneInfo(
+        dataset="toy", bands={"hsi": 4, "x": 1}, num_classes=K, class_names=("a", "b", "c"),
+        image_shape=(H, W), patch_size=patch,
+    )
+
+
+class PatchNet(nn.Module):
+    def __init__(self, width: int = 8) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(5, width, 3, padding=1)
+        self.head = nn.Linear(width, K)
+
+    def forward(self, x: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        z = torch.relu(self.conv(torch.cat([x["hsi"], x["x"]], dim=1)))
+        return self.head(z.mean(dim=(2, 3)))
+
+
+class DenseNet(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(5, K, 1)
+
+    def forward(self, x: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return self.conv(torch.cat([x["hsi"], x["x"]], dim=1))
+
+
+def _spec(kind: str, build: Any = None, stages: tuple[Stage, ...] = (), name: str | None = None) -> MethodSpec:
+    default_build = {
+        "patch": lambda cfg, info: PatchNet(**cfg),
+        "dense": lambda cfg, info: DenseNet(),
+        "pixel": lambda cfg, info: LogisticRegression(max_iter=500),
+    }[kind]
+    return MethodSpec(
+        name=name or f"toy-{kind}",
+        build=build or default_build,
+        input_kind=kind,  # type: ignore[arg-type]
+        modalities=("hsi", "x"),
+        profiles={"paper": {}, "fast": {}},
+        patch_size={"patch": 3, "dense": 7, "pixel": 1}[kind],
+        stages=stages,
+    )
+
+
+def _config(spec: MethodSpec, **train: Any) -> ResolvedConfig:
+    return spec.resolve("fast", {"train": train})
+
+
+def _fit(kind: str, seed: int = 0, data: TrainData | None = None, spec: MethodSpec | None = None,
+         trainer_kwargs: Mapping[str, Any] | None = None, **train: Any) -> tuple[Trainer, Any, FitResult]:
+    spec = spec or _spec(kind)
+    config = _config(spec, **train)
+    trainer = Trainer(device="cpu", seed=seed, **(trainer_kwargs or {}))
+    model = trainer.build(spec, config, _info(spec.patch_size))
+    result = trainer.fit(spec, model, config, data or _data())
+    return trainer, model, result
+
+
+# --------------------------------------------------------------------------- learning
+
+
+def test_patch_training_reduces_loss_and_fits_the_toy_problem() -> None:
+    data = _data()
+    trainer, model, result = _fit("patch", data=data, epochs=12, batch_size=16, lr=0.02)
+    spec = _spec("patch")
+    config = _config(spec, epochs=12, batch_size=16, lr=0.02)
+    losses = [h["train_loss"] for h in result.history]
+    assert result.stop_reason == "completed" and result.epochs_run == 12
+    assert losses[-1] < 0.5 * losses[0]
+    predicted = trainer.predict(spec, model, config, data.inputs, data.train_index)
+    assert np.mean(predicted == data.train_targets) >= 0.95
+    assert result.final_val_oa is not None and result.final_val_oa >= 0.9
+    assert result.steps == 12 * math.ceil(150 / 16)
+
+
+def test_dense_training_reduces_loss_and_fits_the_toy_problem() -> None:
+    data = _data()
+    trainer, model, result = _fit("dense", data=data, epochs=30, batch_size=4, lr=0.05, steps_per_epoch=3)
+    spec = _spec("dense")
+    config = _config(spec, epochs=30, batch_size=4)
+    losses = [h["train_loss"] for h in result.history]
+    assert losses[-1] < 0.5 * losses[0]
+    assert result.steps == 90
+    predicted = trainer.predict(spec, model, config, data.inputs, data.train_index)
+    assert np.mean(predicted == data.train_targets) >= 0.95
+
+
+def test_dense_default_steps_per_epoch() -> None:
+    _, _, result = _fit("dense", epochs=2, batch_size=2)
+    assert result.steps == 2 * math.ceil(150 / (2 * 64))
+
+
+def test_pixel_estimator_fit_once_on_concatenated_bands() -> None:
+    seen: dict[str, np.ndarray] = {}
+
+    class Recording(LogisticRegression):
+        def fit(self, features: np.ndarray, targets: np.ndarray, sample_weight: Any = None) -> Any:
+            seen["features"], seen["targets"] = features, targets
+            return super().fit(features, targets)
+
+    data = _data()
+    spec = _spec("pixel", build=lambda cfg, info: Recording(max_iter=500))
+    trainer, model, result = _fit("pixel", data=data, spec=spec)
+    expected = np.concatenate(
+        [data.inputs["hsi"].reshape(4, -1)[:, data.train_index], data.inputs["x"].reshape(1, -1)[:, data.train_index]]
+    ).T
+    np.testing.assert_array_equal(seen["features"], expected)
+    np.testing.assert_array_equal(seen["targets"], data.train_targets)
+    assert result.stop_reason == "estimator_fit" and result.epochs_run == 0 and result.history == []
+    val_pred = trainer.predict(spec, model, _config(spec), data.inputs, data.val_index)
+    assert result.final_val_oa == pytest.approx(float(np.mean(val_pred == data.val_targets)))
+    assert result.final_val_oa >= 0.9
+
+
+# --------------------------------------------------------------------------- determinism
+
+
+@pytest.mark.parametrize("kind", ["patch", "dense"])
+def test_same_seed_gives_identical_predictions_other_seed_other_weights(kind: str) -> None:
+    data = _data()
+    spec = _spec(kind)
+    config = _config(spec, epochs=2, batch_size=8, steps_per_epoch=4)
+    runs = []
+    for seed in (5, 5, 6):
+        trainer, model, _ = _fit(kind, seed=seed, data=data, epochs=2, batch_size=8, steps_per_epoch=4)
+        runs.append((trainer.predict_scene(spec, model, config, data.inputs), model.state_dict()))
+    np.testing.assert_array_equal(runs[0][0], runs[1][0])
+    assert all(torch.equal(runs[0][1][k], runs[1][1][k]) for k in runs[0][1])
+    assert not all(torch.equal(runs[0][1][k], runs[2][1][k]) for k in runs[0][1])
+
+
+def test_seed_everything_seeds_python_numpy_and_torch() -> None:
+    import random
+
+    trainer = Trainer(device="cpu", seed=9)
+    trainer.seed_everything()
+    first = (random.random(), np.random.rand(), torch.rand(1).item())
+    trainer.seed_everything()
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
+
+
+# --------------------------------------------------------------------------- optimizer and scheduler
+
+
+def _lrs(result: FitResult) -> list[float]:
+    return [h["lr"] for h in result.history]
+
+
+def test_scheduler_steps_once_per_epoch_after_the_optimizer() -> None:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _, _, result = _fit("patch", epochs=4, lr=0.1, scheduler="step", step_size=1, gamma=0.5,
+                            steps_per_epoch=2)
+    assert _lrs(result) == pytest.approx([0.1, 0.05, 0.025, 0.0125])
+    assert not [w for w in caught if "lr_scheduler.step()" in str(w.message)]
+    # The rates actually applied: plain SGD on loss = w moves w by lr once per epoch.
+    model, _ = _flip_fit(epochs=3, lr=0.1, scheduler="step", step_size=1, gamma=0.5)
+    assert float(model.w.detach()) == pytest.approx(1 - 0.1 - 0.05 - 0.025)
+
+
+@pytest.mark.parametrize(
+    ("train", "expected"),
+    [
+        ({"scheduler": "none"}, lambda e: 0.1),
+        ({"scheduler": "multistep", "milestones": (2, 3), "gamma": 0.1}, lambda e: 0.1 * 0.1 ** ((e > 2) + (e > 3))),
+        ({"scheduler": "exponential", "gamma": 0.9}, lambda e: 0.1 * 0.9 ** (e - 1)),
+        ({"scheduler": "cosine"}, lambda e: 0.05 * (1 + math.cos(math.pi * (e - 1) / 4))),
+        ({"scheduler": "poly", "power": 2.0}, lambda e: 0.1 * (1 - (e - 1) / 4) ** 2),
+    ],
+)
+def test_scheduler_kinds_give_the_epoch_learning_rates(train: dict[str, Any], expected: Any) -> None:
+    _, _, result = _fit("patch", epochs=4, lr=0.1, steps_per_epoch=1, optimizer="sgd", **train)
+    assert _lrs(result) == pytest.approx([expected(e) for e in range(1, 5)])
+
+
+@pytest.mark.parametrize(("name", "cls"), [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW),
+                                           ("sgd", torch.optim.SGD)])
+def test_optimizer_from_config(name: str, cls: type, monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench_core import training
+
+    made: list[torch.optim.Optimizer] = []
+    original = training.make_optimizer
+
+    def spy(*args: Any, **kwargs: Any) -> torch.optim.Optimizer:
+        made.append(original(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(training, "make_optimizer", spy)
+    _fit("patch", epochs=1, steps_per_epoch=1, optimizer=name, lr=0.01, weight_decay=0.001, momentum=0.5)
+    assert type(made[0]) is cls
+    group = made[0].param_groups[0]
+    assert group["weight_decay"] == 0.001
+    if name == "sgd":
+        assert group["momentum"] == 0.5
+
+
+def test_grad_clip_limits_the_gradient_norm() -> None:
+    class Steep(PatchNet):
+        def loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            return 1e4 * nn.functional.cross_entropy(output, targets)
+
+    def moved(**train: Any) -> float:
+        spec = _spec("patch", build=lambda cfg, info: Steep())
+        config = _config(spec, epochs=1, steps_per_epoch=2, optimizer="sgd", lr=1.0, momentum=0.0, **train)
+        trainer = Trainer(device="cpu", seed=0)
+        model = trainer.build(spec, config, _info(3))
+        before = [p.detach().clone() for p in model.parameters()]
+        trainer.fit(spec, model, config, _data())
+        return float(torch.sqrt(sum(((p.detach() - b) ** 2).sum() for p, b in zip(model.parameters(), before))))
+
+    # Plain SGD with lr 1: each of the 2 steps moves the weights by the clipped gradient.
+    assert moved(grad_clip=0.5) <= 2 * 0.5 + 1e-5
+    assert moved() > 10.0
+
+
+# --------------------------------------------------------------------------- failures
+
+
+def test_non_finite_loss_raises_with_epoch_step_and_value() -> None:
+    class NanLoss(PatchNet):
+        def loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            return output.sum() * float("nan")
+
+    spec = _spec("patch", build=lambda cfg, info: NanLoss())
+    with pytest.raises(NonFiniteLossError, match=r"loss is nan at epoch 1, step 1.*lower train\.lr"):
+        _fit("patch", spec=spec, epochs=2)
+
+
+def test_on_epoch_end_gets_metrics_and_its_exception_propagates() -> None:
+    calls: list[tuple[int, dict[str, float]]] = []
+
+    class Prune(Exception):
+        pass
+
+    def callback(epoch: int, metrics: dict[str, float]) -> None:
+        calls.append((epoch, metrics))
+        if epoch == 2:
+            raise Prune
+
+    with pytest.raises(Prune):
+        _fit("patch", epochs=5, steps_per_epoch=1, trainer_kwargs={"on_epoch_end": callback})
+    assert [e for e, _ in calls] == [1, 2]
+    assert set(calls[0][1]) == {"epoch", "train_loss", "lr", "val_oa"}
+
+
+def test_build_rejects_the_wrong_kind_of_model() -> None:
+    spec = _spec("pixel", build=lambda cfg, info: DenseNet())
+    with pytest.raises(ModelOutputError, match="fit\\(features, targets\\)"):
+        Trainer(device="cpu").build(spec, _config(spec), _info(1))
+    spec = _spec("patch", build=lambda cfg, info: LogisticRegression())
+    with pytest.raises(ModelOutputError, match="torch.nn.Module"):
+        Trainer(device="cpu").build(spec, _config(spec), _info(3))
+
+
+def test_wrong_logits_shape_is_reported() -> None:
+    spec = _spec("patch", build=lambda cfg, info: DenseNet())  # (N, K, 3, 3) instead of (N, K)
+    with pytest.raises(ModelOutputError, match=r"expected \(\d+, num_classes\)"):
+        _fit("patch", spec=spec, epochs=1)
+
+
+def test_train_data_is_validated() -> None:
+    inputs, classes = _toy()
+    with pytest.raises(SamplingError, match="train_targets range"):
+        TrainData(inputs, np.arange(4), np.array([0, 1, 2, 3]), np.zeros(0), np.zeros(0), K)
+    with pytest.raises(SamplingError, match="256 pixels"):
+        TrainData(inputs, np.array([256]), np.array([0]), np.zeros(0), np.zeros(0), K)
+    with pytest.raises(SamplingError, match="one target per pixel"):
+        TrainData(inputs, np.arange(3), np.zeros(2), np.zeros(0), np.zeros(0), K)
+    spec = _spec("patch")
+    with pytest.raises(MissingModalityError, match="'x'"):
+        Trainer(device="cpu").predict(spec, PatchNet(), _config(spec), {"hsi": inputs["hsi"]}, np.arange(3))
+
+
+# --------------------------------------------------------------------------- validation, early stopping
+
+
+class Flip(nn.Module):
+    """Right while w > 0, wrong once w < 0; the loss w pushes w down by lr per SGD step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.tensor(1.0))
+
+    def forward(self, x: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        truth = x["cls"][:, 0, 0, 0].long()
+        return self.w * nn.functional.one_hot(truth, K).float()
+
+    def loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.w * 1.0
+
+
+def _flip_data() -> TrainData:
+    classes = np.arange(H * W) % K
+    inputs = {"cls": classes.reshape(1, H, W).astype(np.float32)}
+    return TrainData(inputs, np.arange(0, 200), classes[:200], np.arange(200, 256), classes[200:], K)
+
+
+def _flip_fit(**train: Any) -> tuple[Flip, FitResult]:
+    spec = MethodSpec(name="flip", build=lambda cfg, info: Flip(), input_kind="patch", modalities=("cls",),
+                      profiles={"paper": {}, "fast": {}}, patch_size=1)
+    config = spec.resolve("fast", {"train": {"optimizer": "sgd", "momentum": 0.0, "lr": 0.6,
+                                             "steps_per_epoch": 1, "epochs": 10, **train}})
+    trainer = Trainer(device="cpu", seed=0)
+    model = trainer.build(spec, config, _info(1))
+    return model, trainer.fit(spec, model, config, _flip_data())
+
+
+def test_early_stopping_stops_after_patience_checks_without_gain() -> None:
+    model, result = _flip_fit(early_stopping_patience=2)
+    # w: 1 -> 0.4 (right) -> -0.2 (wrong) -> -0.8 (wrong): best epoch 1, stop at epoch 3.
+    assert [h["val_oa"] for h in result.history] == [1.0, 0.0, 0.0]
+    assert result.stop_reason == "early_stopping" and result.epochs_run == 3
+    assert result.best_epoch == 1 and result.best_val_oa == 1.0
+    assert result.final_val_oa == 0.0
+    assert float(model.w.detach()) == pytest.approx(-0.8)
+
+
+def test_restore_best_reloads_the_best_weights() -> None:
+    model, result = _flip_fit(early_stopping_patience=2, restore_best=True)
+    assert float(model.w.detach()) == pytest.approx(0.4)
+    assert result.final_val_oa == 1.0 and result.best_epoch == 1
+
+
+def test_val_every_and_last_epoch_are_validated() -> None:
+    _, result = _flip_fit(epochs=5, val_every=2)
+    assert [("val_oa" in h) for h in result.history] == [False, True, False, True, True]
+    assert result.time_val_s >= 0.0 and result.time_train_s > 0.0
+
+
+def test_no_validation_without_val_pixels() -> None:
+    _, _, result = _fit("patch", data=_data(val=False), epochs=2, steps_per_epoch=1, restore_best=True)
+    assert all("val_oa" not in h for h in result.history)
+    assert result.best_val_oa is None and result.final_val_oa is None and result.stop_reason == "completed"
+
+
+# --------------------------------------------------------------------------- stages, custom loss, batching
+
+
+def test_stages_run_first_in_order_and_are_timed() -> None:
+    log: list[tuple[str, Any]] = []
+
+    def stage(name: str) -> Stage:
+        def run(context: StageContext) -> None:
+            weights = [p.detach().clone() for p in context.model.parameters()]
+            log.append((name, (context, weights)))
+
+        return Stage(name=name, run=run)
+
+    data = _data()
+    spec = _spec("patch", stages=(stage("pretrain"), stage("warmup")))
+    trainer, model, result = _fit("patch", spec=spec, data=data, epochs=1)
+    assert [name for name, _ in log] == ["pretrain", "warmup"]
+    assert list(result.stage_times) == ["pretrain", "warmup"]
+    assert all(t >= 0.0 for t in result.stage_times.values())
+    context, weights = log[0][1]
+    assert context.model is model and context.data is data and context.device == trainer.device
+    assert isinstance(context.generator, torch.Generator)
+    # The stages saw the untrained weights: training came after them.
+    assert any(not torch.equal(w, p) for w, p in zip(weights, model.parameters()))
+
+
+def test_custom_loss_gets_the_full_output_and_is_used() -> None:
+    calls: list[tuple[set[str], torch.Tensor]] = []
+
+    class WithAux(PatchNet):
+        def forward(self, x: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            logits = super().forward(x)
+            return {"logits": logits, "aux": logits.pow(2).mean()}
+
+        def loss(self, output: dict[str, torch.Tensor], targets: torch.Tensor) -> torch.Tensor:
+            calls.append((set(output), targets))
+            return nn.functional.cross_entropy(output["logits"], targets) + 0.0 * output["aux"] + 7.0
+
+    spec = _spec("patch", build=lambda cfg, info: WithAux())
+    _, _, result = _fit("patch", spec=spec, epochs=2, steps_per_epoch=3)
+    assert len(calls) == result.steps == 6
+    assert calls[0][0] == {"logits", "aux"}
+    assert all(h["train_loss"] > 7.0 for h in result.history)
+
+
+def test_patch_batches_cover_each_pixel_once_per_epoch() -> None:
+    seen: list[torch.Tensor] = []
+
+    class Ids(PatchNet):
+        def loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            seen.append(self.ids)
+            return nn.functional.cross_entropy(output, targets)
+
+        def forward(self, x: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            self.ids = x["x"][:, 0, 1, 1].round().long()  # centre pixel id
+            return super().forward({"hsi": x["hsi"], "x": x["x"] * 0})
+
+    inputs, classes = _toy()
+    inputs = {"hsi": inputs["hsi"], "x": np.arange(H * W, dtype=np.float32).reshape(1, H, W)}
+    train = np.arange(0, 201, 10)  # 21 pixels: batches of 10 and 11 (no batch of one)
+    data = TrainData(inputs, train, classes[train], np.zeros(0), np.zeros(0), K)
+    spec = _spec("patch", build=lambda cfg, info: Ids())
+    _, _, result = _fit("patch", spec=spec, data=data, epochs=2, batch_size=10)
+    assert result.steps == 4
+    assert [t.numel() for t in seen] == [10, 11, 10, 11]
+    for epoch in (seen[:2], seen[2:]):
+        assert sorted(torch.cat(epoch).tolist()) == train.tolist()
+    assert torch.cat(seen[:2]).tolist() != torch.cat(seen[2:]).tolist()  # reshuffled
+
+
+def test_dense_training_only_sees_training_targets() -> None:
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    class Spy(DenseNet):
+        def forward(self, x: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            self.ids = x["x"][:, 0].round().long()  # flat pixel id at each crop position
+            return super().forward({"hsi": x["hsi"], "x": x["x"] * 0})
+
+        def loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            if self.training:
+                seen.append((self.ids, targets))
+            return nn.functional.cross_entropy(output, targets, ignore_index=-1)
+
+    inputs, _ = _toy()
+    inputs = {"hsi": inputs["hsi"], "x": np.arange(H * W, dtype=np.float32).reshape(1, H, W)}
+    rng = np.random.default_rng(0)
+    order = rng.permutation(H * W)
+    train, val = order[:40], order[40:120]
+    train_targets = rng.integers(0, 2, size=40)  # classes 0-1 only
+    data = TrainData(inputs, train, train_targets, val, np.full(80, 2), K)  # sentinel: val = class 2
+    spec = _spec("dense", build=lambda cfg, info: Spy())
+    _fit("dense", spec=spec, data=data, epochs=3, batch_size=4, steps_per_epoch=2)
+    lookup = dict(zip(train.tolist(), train_targets.tolist()))
+    labelled = 0
+    for ids, targets in seen:
+        mask = targets != -1
+        assert not bool((targets == 2).any())
+        for pid, t in zip(ids[mask].tolist(), targets[mask].tolist()):
+            assert lookup[pid] == t
+        labelled += int(mask.sum())
+    assert labelled > 0 and len(seen) == 6
+
+
+# --------------------------------------------------------------------------- prediction
+
+
+@pytest.mark.parametrize("kind", ["patch", "dense", "pixel"])
+def test_predict_keeps_index_order_and_matches_the_scene_map(kind: str) -> None:
+    data = _data()
+    spec = _spec(kind)
+    config = _config(spec, epochs=2, steps_per_epoch=2, eval_batch_size=7)
+    trainer, model, _ = _fit(kind, data=data, epochs=2, steps_per_epoch=2, eval_batch_size=7)
+    scene_map = trainer.predict_scene(spec, model, config, data.inputs)
+    assert scene_map.shape == (H, W) and scene_map.dtype == np.int64
+    index = np.array([255, 3, 3, 17, 0, 128])
+    predicted = trainer.predict(spec, model, config, data.inputs, index)
+    assert predicted.shape == (6,)
+    np.testing.assert_array_equal(predicted, scene_map.reshape(-1)[index])
+    np.testing.assert_array_equal(trainer.predict(spec, model, config, data.inputs, index[::-1]), predicted[::-1])
+    if isinstance(model, nn.Module):
+        assert model.training  # the mode is restored after prediction
+
+
+def test_predict_on_empty_index() -> None:
+    trainer, model, _ = _fit("patch", epochs=1, steps_per_epoch=1)
+    spec = _spec("patch")
+    out = trainer.predict(spec, model, _config(spec), _data().inputs, np.zeros(0, dtype=np.int64))
+    assert out.shape == (0,)
+
+
+def test_build_places_the_module_on_the_trainer_device() -> None:
+    trainer = Trainer(device="cpu", seed=0)
+    spec = _spec("patch")
+    model = trainer.build(spec, _config(spec), _info(3))
+    assert all(p.device == trainer.device for p in model.parameters())
+    assert Trainer(device="auto").device.type in ("cpu", "cuda")
