@@ -1,0 +1,61 @@
+"""Conformance suite for method plugins (``bench_core.testing``).
+
+Run every check on a method::
+
+    from bench_core.testing import check_method
+    check_method("my-method")          # {"check_forward_shapes": "passed", ...}
+
+or make each (method, check) pair its own pytest item::
+
+    from bench_core.testing import parametrize_with_method_checks
+
+    @parametrize_with_method_checks(["my-method"])
+    def test_conformance(method, check):
+        check(method)
+
+Fixtures (``tiny_scene``, ``plugin_host``, ``tmp_bench_home``) are opt-in:
+``pytest_plugins = ["bench_core.testing.fixtures"]``. Importing this package does not
+import torch or pytest.
+"""
+
+from __future__ import annotations
+
+from bench_core.testing.checks import (
+    ALL_CHECKS,
+    Check,
+    check_backward_every_param_has_grad,
+    check_build_fast_profile,
+    check_config_roundtrip,
+    check_deterministic_under_seed,
+    check_flops_and_params_countable,
+    check_forward_shapes,
+    check_loss_finite,
+    check_method,
+    check_name,
+    check_rejects_missing_modality,
+    check_spec_metadata,
+    check_trains_one_epoch,
+    method_checks,
+    parametrize_with_method_checks,
+    tiny_scene,
+)
+
+__all__ = [
+    "ALL_CHECKS",
+    "Check",
+    "check_backward_every_param_has_grad",
+    "check_build_fast_profile",
+    "check_config_roundtrip",
+    "check_deterministic_under_seed",
+    "check_flops_and_params_countable",
+    "check_forward_shapes",
+    "check_loss_finite",
+    "check_method",
+    "check_name",
+    "check_rejects_missing_modality",
+    "check_spec_metadata",
+    "check_trains_one_epoch",
+    "method_checks",
+    "parametrize_with_method_checks",
+    "tiny_scene",
+]

@@ -1,0 +1,38 @@
+"""Every method the installed plugins register passes the conformance suite (timm style:
+the registry drives the test list)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from bench_core import MethodSpec, load_plugins
+from bench_core.testing import Check, parametrize_with_method_checks
+
+BUILTIN_METHODS = ("svm", "two-branch-cnn", "fusion-fcn")
+
+
+def _registered_methods() -> list[str]:
+    return load_plugins().methods.names()
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    # Two torch threads on a shared 2-core machine spin against other jobs (10x slower).
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_builtin_reference_methods_are_registered() -> None:
+    host = load_plugins()
+    missing = [name for name in BUILTIN_METHODS if name not in host.methods]
+    assert not missing, f"built-in methods {missing} are not registered; plugin errors: {host.errors}"
+
+
+@parametrize_with_method_checks(_registered_methods())
+def test_method_conforms(method: MethodSpec, check: Check) -> None:
+    check(method)
