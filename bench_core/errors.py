@@ -37,6 +37,22 @@ class DatasetError(BenchError):
     """A dataset cannot be found, read or validated."""
 
 
+class SamplingError(BenchError, ValueError):
+    """Inputs, targets or indices given to a sampler do not fit together."""
+
+
+class ModelOutputError(BenchError, ValueError):
+    """A method's module returned logits of the wrong type or shape."""
+
+
+class MetricError(BenchError, ValueError):
+    """Labels, predictions or a confusion matrix cannot be scored as given."""
+
+
+class TimingError(BenchError, ValueError):
+    """A timing or cost measurement got invalid input or was used out of order."""
+
+
 class NonFiniteLossError(BenchError, FloatingPointError):
     """Training produced a NaN or infinite loss; the cell stops with this reason."""
 

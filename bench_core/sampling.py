@@ -18,19 +18,11 @@ from collections.abc import Callable, Mapping
 import numpy as np
 import torch
 
-from bench_core.errors import BenchError, ConfigError
+from bench_core.errors import ConfigError, ModelOutputError, SamplingError
 from bench_core.scene import IGNORE_INDEX
 
 PAD_MODES = ("reflect", "symmetric", "edge", "zero")
 """Padding of the inputs at the scene border (``zero`` = constant 0)."""
-
-
-class SamplingError(BenchError, ValueError):
-    """Inputs, targets or indices given to a sampler do not fit together."""
-
-
-class ModelOutputError(BenchError, ValueError):
-    """A method's module returned logits of the wrong type or shape."""
 
 
 # --------------------------------------------------------------------------- helpers

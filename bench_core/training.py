@@ -35,6 +35,7 @@ from bench_core.sampling import (
 )
 from bench_core.scene import IGNORE_INDEX, SceneInfo
 from bench_core.specs import MethodSpec, PixelEstimator, ResolvedConfig, TrainConfig
+from bench_core.timing import resolve_device, synchronize
 
 # Distinct streams derived from the one trainer seed (SeedSequence spawn keys).
 _STREAM_SHUFFLE = 1
@@ -127,19 +128,6 @@ class StageContext:
     generator: torch.Generator
 
 
-def _resolve_device(device: str | torch.device) -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else as given."""
-    if isinstance(device, str) and device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def _sync(device: torch.device) -> None:
-    # Kernels are asynchronous on CUDA; wait so that clocks measure the work.
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _derive_seed(seed: int, *stream: int) -> int:
     return int(np.random.SeedSequence([seed, *stream]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
@@ -174,7 +162,7 @@ class Trainer:
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
-        self.device = _resolve_device(device)
+        self.device = resolve_device(device)
         self.seed = int(seed)
         self.on_epoch_end = on_epoch_end
         self.log = logger or logging.getLogger("bench.training")
@@ -227,10 +215,10 @@ class Trainer:
         for number, stage in enumerate(spec.stages):
             generator = self._generator(_STREAM_STAGE, number)
             context = StageContext(model, config, data, self.device, generator)
-            _sync(self.device)
+            synchronize(self.device)
             start = time.perf_counter()
             stage.run(context)
-            _sync(self.device)
+            synchronize(self.device)
             stage_times[stage.name] = time.perf_counter() - start
             self.log.info("method %s: stage %s took %.2f s", spec.name, stage.name, stage_times[stage.name])
         if spec.input_kind == "pixel":
@@ -286,7 +274,7 @@ class Trainer:
         for epoch in range(1, train.epochs + 1):
             model.train()
             lr = float(optimizer.param_groups[0]["lr"])  # the rate this epoch trains with
-            _sync(self.device)
+            synchronize(self.device)
             start = time.perf_counter()
             loss_sum, weight = 0.0, 0
             for step, (x, y) in enumerate(batches(), start=1):
@@ -312,7 +300,7 @@ class Trainer:
                 result.steps += 1
             if scheduler is not None:
                 scheduler.step()  # once per epoch, after the optimizer steps
-            _sync(self.device)
+            synchronize(self.device)
             result.time_train_s += time.perf_counter() - start
             result.epochs_run = epoch
 

@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from bench_core.errors import MissingModalityError, NonFiniteLossError
-from bench_core.sampling import ModelOutputError, SamplingError
+from bench_core.errors import ModelOutputError, SamplingError
 from bench_core.scene import SceneInfo
 from bench_core.specs import MethodSpec, ResolvedConfig, Stage
 from bench_core.training import FitResult, StageContext, TrainData, Trainer
