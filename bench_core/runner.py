@@ -452,7 +452,7 @@ def _execute(
     env = environment(device)
     run.set_tags({f"bench.env.{k}": v for k, v in env.items()})
     run.log_params({"normalisation": scene.metadata.get("normalisation", "as provided by the dataset")})
-    counts = split.class_counts(scene.labels)
+    counts = split.class_counts(scene.labels, num_classes=scene.num_classes)
     log.info(
         "split %s: %d train, %d val, %d test pixels, leakage %.4f at patch %d",
         cell.split.display, split.train.size, split.val.size, split.num_test, split.leakage, patch,

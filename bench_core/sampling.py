@@ -77,7 +77,8 @@ def _windows(padded: torch.Tensor, size: int) -> torch.Tensor:
 
 def as_index(index: np.ndarray | torch.Tensor, num_pixels: int) -> torch.Tensor:
     """Flat pixel indices as a 1-D int64 CPU tensor, checked to lie in ``[0, num_pixels)``."""
-    t = index if isinstance(index, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(index))
+    # torch.as_tensor copies read-only arrays (e.g. a sealed test index) instead of warning.
+    t = index if isinstance(index, torch.Tensor) else torch.as_tensor(np.array(index, copy=True))
     t = t.reshape(-1).to(device="cpu")
     if t.numel() == 0:  # np.array([]) is float64; an empty index is still valid
         return torch.zeros(0, dtype=torch.int64)
