@@ -75,6 +75,13 @@ def _windows(padded: torch.Tensor, size: int) -> torch.Tensor:
     return padded.unfold(1, size, 1).unfold(2, size, 1).permute(1, 2, 0, 3, 4)
 
 
+def _windows_channel_last(padded: torch.Tensor, size: int) -> torch.Tensor:
+    """(H', W', C) -> (H' - size + 1, W' - size + 1, size, size, C) strided view, no copy."""
+    hp, wp, c = padded.shape
+    sh, sw, sc = padded.stride()
+    return padded.as_strided((hp - size + 1, wp - size + 1, size, size, c), (sh, sw, sh, sw, sc))
+
+
 def as_index(index: np.ndarray | torch.Tensor, num_pixels: int) -> torch.Tensor:
     """Flat pixel indices as a 1-D int64 CPU tensor, checked to lie in ``[0, num_pixels)``."""
     # torch.as_tensor copies read-only arrays (e.g. a sealed test index) instead of warning.
@@ -101,8 +108,8 @@ def as_index(index: np.ndarray | torch.Tensor, num_pixels: int) -> torch.Tensor:
 class PatchSampler:
     """Per-modality (N, C, p, p) patches centred on flat pixel indices.
 
-    Each input is padded once by ``patch_size // 2`` and kept on ``device``; patches
-    come from a strided (H, W, C, p, p) view of the padded tensor with one
+    Each input is padded once by ``patch_size // 2`` and kept channel-last on ``device``;
+    patches come from a strided (H, W, p, p, C) view of the padded tensor with one
     advanced-indexing gather per modality and call.
     """
 
@@ -123,9 +130,12 @@ class PatchSampler:
         self.padded: dict[str, torch.Tensor] = {}
         self.views: dict[str, torch.Tensor] = {}
         for name, arr in inputs.items():
-            padded = torch.from_numpy(_pad(arr, (r, r), (r, r), pad_mode)).to(self.device)
+            # Channel-last (H', W', C): a patch row is then one run of p * C floats, which makes
+            # the gather an order of magnitude faster than from (C, H', W') for 100+ bands.
+            padded = torch.from_numpy(_pad(arr, (r, r), (r, r), pad_mode)).permute(1, 2, 0).contiguous()
+            padded = padded.to(self.device)
             self.padded[name] = padded
-            self.views[name] = _windows(padded, patch_size)
+            self.views[name] = _windows_channel_last(padded, patch_size)
 
     @property
     def num_pixels(self) -> int:
@@ -139,13 +149,13 @@ class PatchSampler:
         """``{name: (N, C, p, p) float32}`` on the sampler's device, in the order of ``index``."""
         rows, cols = self._rows_cols(index)
         # Window (i, j) of the padded scene is centred on scene pixel (i, j).
-        return {name: view[rows, cols] for name, view in self.views.items()}
+        return {name: view[rows, cols].permute(0, 3, 1, 2).contiguous() for name, view in self.views.items()}
 
     def pixels(self, index: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
         """``{name: (N, C) float32}`` spectra of the centre pixels."""
         rows, cols = self._rows_cols(index)
         r = self.radius
-        return {name: padded[:, rows + r, cols + r].T.contiguous() for name, padded in self.padded.items()}
+        return {name: padded[rows + r, cols + r] for name, padded in self.padded.items()}
 
 
 # --------------------------------------------------------------------------- crops

@@ -17,9 +17,10 @@ def plugins(as_json: bool) -> int:
 
     host = load_plugins()
     infos = [host.plugins[name].to_dict() for name in sorted(host.plugins)]
+    exit_code = 1 if host.errors else 0  # a plugin that failed to load is an error to see
     if as_json:
         click.echo(json.dumps(infos, indent=2))
-        return 0
+        return exit_code
     from rich.console import Console
     from rich.table import Table
 
@@ -29,8 +30,8 @@ def plugins(as_json: bool) -> int:
     for info in infos:
         reg = info["registered"]
         dist = f"{info['distribution']} {info['version']}" if info["distribution"] else "(in-process)"
-        status = "ok" if not info["error"] else "ERROR: " + info["error"].splitlines()[0]
+        state = "ok" if not info["error"] else "ERROR: " + info["error"].splitlines()[0]
         table.add_row(info["name"], info["module"], dist, ", ".join(reg["methods"]),
-                      ", ".join(reg["datasets"]), ", ".join(reg["splits"]), status)
+                      ", ".join(reg["datasets"]), ", ".join(reg["splits"]), state)
     Console().print(table)
-    return 1 if host.errors else 0
+    return exit_code

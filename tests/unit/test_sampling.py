@@ -64,7 +64,7 @@ def test_patch_view_shares_storage_with_the_padded_scene() -> None:
     for name in ("hsi", "x"):
         view, padded = sampler.views[name], sampler.padded[name]
         assert view.untyped_storage().data_ptr() == padded.untyped_storage().data_ptr()
-        assert view.shape == (9, 7, padded.shape[0], 7, 7)
+        assert view.shape == (9, 7, 7, 7, padded.shape[-1])  # channel-last windows
     before = sampler.padded["hsi"].untyped_storage().data_ptr()
     sampler.patches(np.arange(10))
     assert sampler.padded["hsi"].untyped_storage().data_ptr() == before
