@@ -459,7 +459,12 @@ def _execute(
     )
 
     def on_epoch_end(epoch: int, values: Mapping[str, float]) -> None:
-        run.log_metrics({k: v for k, v in values.items() if k != "epoch"}, step=epoch)
+        # Per-epoch curves get their own names (percent), so the final `val_oa` stays the
+        # value MLflow shows as latest.
+        curves = {"train_loss": values.get("train_loss"), "lr": values.get("lr")}
+        if "val_oa" in values:
+            curves["epoch_val_oa"] = 100.0 * values["val_oa"]
+        run.log_metrics(curves, step=epoch)
         reporter.epoch(cell, epoch, config.train.epochs, values)
 
     trainer = Trainer(device=device, seed=cell.train_seed, on_epoch_end=on_epoch_end)
