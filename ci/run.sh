@@ -20,6 +20,9 @@ echo "install took $(( $(date +%s) - start )) s"
 python -c "import torch; print('torch', torch.__version__)"
 bench --version
 
+echo "== chromium for the browser tests (Debian's package; Playwright never downloads one)"
+command -v chromium || (export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q chromium)
+
 echo "== tests (README: Test)"
 export HF_HUB_OFFLINE=1 MPLBACKEND=Agg PYTHONUNBUFFERED=1
 start=$(date +%s)

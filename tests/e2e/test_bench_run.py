@@ -124,11 +124,14 @@ def test_second_run_skips_everything(store: dict, capsys: pytest.CaptureFixture[
 
 def test_leaderboard_lists_each_method(store: dict, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["leaderboard", "--format", "json", "--tracking-uri", store["uri"]]) == 0
-    rows = json.loads(capsys.readouterr().out)
+    boards = json.loads(capsys.readouterr().out)["boards"]
+    assert [(b["dataset"], b["split"], b["profile"]) for b in boards] == [("synthetic", "official", "fast")]
+    rows = boards[0]["rows"]
     assert sorted(r["method"] for r in rows) == _methods()
     assert all(r["n"] == 1 and r["dataset"] == "synthetic" for r in rows)
     assert main(["leaderboard", "--format", "md", "--tracking-uri", store["uri"]]) == 0
     md = capsys.readouterr().out
-    assert md.startswith("| dataset | split | method |")
+    assert "\n## synthetic · split official · profile fast\n" in md
+    assert any(line.startswith("| rank | method | n |") for line in md.splitlines())
     for name in _methods():
         assert f"| {name} |" in md

@@ -1,0 +1,351 @@
+"""Significance tests for leaderboards: McNemar, Wilcoxon signed-rank, Holm.
+
+Two methods are compared on the *same* test pixels of the same cell (dataset, split,
+seed): McNemar's test on per-pixel correctness answers "is one classifier more accurate
+than the other on these pixels?". Over seeds, a paired Wilcoxon signed-rank test on test
+OA answers "is the difference consistent across seeds?" (only from 5 seeds on; note that
+with exactly 5 seeds its smallest two-sided p is 2/32 = 0.0625, so it cannot reach 0.05
+before 6 seeds).
+
+Conventions (see docs/leaderboards.md):
+
+* McNemar: ``b`` = pixels A got right and B got wrong, ``c`` = the reverse. The exact
+  form is the two-sided binomial test of ``b`` against Binomial(b + c, 1/2); the
+  asymptotic form is the chi-square statistic with continuity correction
+  ``(|b - c| - 1)^2 / (b + c)`` on 1 degree of freedom. ``method="auto"`` takes the exact
+  form when ``b + c < 25`` (the usual rule of thumb) and says which one it used.
+* Several seeds: one McNemar test per seed; the pair's p-value is the largest per-seed p
+  when every seed favours the same method, else 1 (an intersection-union test: "A beats
+  B on every seed", valid at level alpha without a multiplicity correction).
+* Holm's step-down correction over the comparisons of one board.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench_core.errors import MetricError
+
+#: ``method="auto"`` uses the exact McNemar test below this many discordant pixels.
+EXACT_BELOW = 25
+
+MCNEMAR_EXACT = "exact"
+MCNEMAR_CHI2 = "chi2-cc"
+
+
+# ----------------------------------------------------------------------------- McNemar
+
+
+@dataclass(frozen=True)
+class McNemarResult:
+    """McNemar's test on one pair of prediction vectors.
+
+    ``b``: pixels A classified correctly and B did not; ``c``: the reverse.
+    ``method``: ``"exact"`` (binomial) or ``"chi2-cc"`` (chi-square with continuity
+    correction). ``statistic`` is ``min(b, c)`` for the exact form and the chi-square
+    value for the other.
+    """
+
+    b: int
+    c: int
+    statistic: float
+    p_value: float
+    method: str
+
+    @property
+    def discordant(self) -> int:
+        """Pixels on which exactly one of the two methods is right."""
+        return self.b + self.c
+
+    @property
+    def favours(self) -> str:
+        """``"a"``, ``"b"`` or ``"none"``: which method was right more often on the discordant pixels."""
+        return "a" if self.b > self.c else "b" if self.c > self.b else "none"
+
+
+def _check_counts(b: int, c: int) -> tuple[int, int]:
+    for name, value in (("b", b), ("c", c)):
+        if isinstance(value, bool) or int(value) != value or value < 0:
+            raise MetricError(
+                f"McNemar count {name}={value!r} is not a non-negative integer; pass the numbers "
+                f"of discordant pixels (A right/B wrong and A wrong/B right)"
+            )
+    return int(b), int(c)
+
+
+def mcnemar_exact(b: int, c: int) -> McNemarResult:
+    """Exact McNemar test: two-sided binomial test of ``b`` successes in ``b + c`` trials at p = 1/2.
+
+    ``p = min(1, 2 * P(X <= min(b, c)))`` with X ~ Binomial(b + c, 1/2); ``p = 1`` when no
+    pixel is discordant.
+    """
+    from scipy.stats import binom
+
+    b, c = _check_counts(b, c)
+    n = b + c
+    if n == 0:
+        return McNemarResult(b, c, 0.0, 1.0, MCNEMAR_EXACT)
+    p = min(1.0, 2.0 * float(binom.cdf(min(b, c), n, 0.5)))
+    return McNemarResult(b, c, float(min(b, c)), p, MCNEMAR_EXACT)
+
+
+def mcnemar_chi2(b: int, c: int) -> McNemarResult:
+    """Asymptotic McNemar test with continuity correction: ``(|b - c| - 1)^2 / (b + c)`` ~ chi2(1).
+
+    The corrected difference is floored at 0 (``b == c`` gives statistic 0, p 1).
+    """
+    from scipy.stats import chi2
+
+    b, c = _check_counts(b, c)
+    n = b + c
+    if n == 0:
+        return McNemarResult(b, c, 0.0, 1.0, MCNEMAR_CHI2)
+    stat = max(abs(b - c) - 1.0, 0.0) ** 2 / n
+    return McNemarResult(b, c, float(stat), float(chi2.sf(stat, 1)), MCNEMAR_CHI2)
+
+
+def discordant_counts(correct_a: np.ndarray, correct_b: np.ndarray) -> tuple[int, int]:
+    """``(b, c)`` from two boolean per-pixel correctness vectors of the same pixels."""
+    a = np.asarray(correct_a)
+    bb = np.asarray(correct_b)
+    if a.shape != bb.shape or a.ndim != 1:
+        raise MetricError(
+            f"correctness vectors have shapes {a.shape} and {bb.shape}; expected two 1-D vectors "
+            f"over the same test pixels"
+        )
+    a = a.astype(bool)
+    bb = bb.astype(bool)
+    return int(np.count_nonzero(a & ~bb)), int(np.count_nonzero(~a & bb))
+
+
+def mcnemar(
+    correct_a: np.ndarray, correct_b: np.ndarray, method: str = "auto", exact_below: int = EXACT_BELOW
+) -> McNemarResult:
+    """McNemar's test on per-pixel correctness of methods A and B on the same pixels.
+
+    ``method``: ``"exact"``, ``"chi2-cc"`` or ``"auto"`` (exact when fewer than
+    ``exact_below`` pixels are discordant). The result's ``method`` says which was used.
+    """
+    b, c = discordant_counts(correct_a, correct_b)
+    return mcnemar_counts(b, c, method, exact_below)
+
+
+def mcnemar_counts(b: int, c: int, method: str = "auto", exact_below: int = EXACT_BELOW) -> McNemarResult:
+    """:func:`mcnemar` from the discordant counts directly."""
+    if method == "auto":
+        method = MCNEMAR_EXACT if b + c < exact_below else MCNEMAR_CHI2
+    if method == MCNEMAR_EXACT:
+        return mcnemar_exact(b, c)
+    if method == MCNEMAR_CHI2:
+        return mcnemar_chi2(b, c)
+    raise MetricError(f"McNemar method {method!r} is unknown; expected 'auto', 'exact' or 'chi2-cc'")
+
+
+# ----------------------------------------------------------------------------- predictions
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """Per-pixel test predictions of one run (the ``predictions_test.npz`` artifact).
+
+    ``test_index``: flat pixel indices in scoring order; ``predicted`` and ``truth``:
+    0-based class indices of the same pixels.
+    """
+
+    test_index: np.ndarray
+    predicted: np.ndarray
+    truth: np.ndarray
+
+    @property
+    def correct(self) -> np.ndarray:
+        """Boolean per-pixel correctness."""
+        return np.asarray(self.predicted) == np.asarray(self.truth)
+
+
+def load_predictions(path: Path) -> Predictions:
+    """Read a ``predictions_test.npz`` artifact (arrays ``test_index``, ``predicted``, ``truth``)."""
+    wanted = ("test_index", "predicted", "truth")
+    try:
+        with np.load(path) as z:
+            missing = [k for k in wanted if k not in z.files]
+            if missing:
+                raise MetricError(
+                    f"{path} lacks array {missing[0]!r}; expected test_index, predicted and truth "
+                    f"(written by bench_core.artifacts.save_predictions)"
+                )
+            arrays = {k: np.asarray(z[k]) for k in wanted}
+    except (OSError, ValueError) as exc:
+        raise MetricError(f"{path} is not a readable .npz predictions file ({exc}); re-run the cell") from None
+    sizes = {k: v.shape for k, v in arrays.items()}
+    if len({s for s in sizes.values()}) != 1 or arrays["test_index"].ndim != 1:
+        raise MetricError(f"{path} has arrays of shapes {sizes}; expected three 1-D arrays of one length")
+    return Predictions(**arrays)
+
+
+def paired_correctness(a: Predictions, b: Predictions, what: str = "the two runs") -> tuple[np.ndarray, np.ndarray]:
+    """Correctness vectors of ``a`` and ``b`` after checking they score the very same pixels.
+
+    Refuses (MetricError) unless ``test_index`` and ``truth`` are identical, element by
+    element: a paired test on different pixels would be meaningless.
+    """
+    ia, ib = np.asarray(a.test_index), np.asarray(b.test_index)
+    if ia.shape != ib.shape or not np.array_equal(ia, ib):
+        detail = (
+            f"{ia.size} vs {ib.size} pixels" if ia.size != ib.size
+            else f"{int(np.count_nonzero(ia != ib))} of {ia.size} positions differ"
+        )
+        raise MetricError(
+            f"test pixels of {what} differ ({detail}); a paired test needs identical test_index "
+            f"arrays: compare runs of the same dataset, split and seed"
+        )
+    if not np.array_equal(np.asarray(a.truth), np.asarray(b.truth)):
+        raise MetricError(
+            f"ground truth of {what} differs on the same test pixels; the runs used different "
+            f"label versions of the dataset: re-run both with the same dataset"
+        )
+    return a.correct, b.correct
+
+
+# ----------------------------------------------------------------------------- combining seeds
+
+
+@dataclass(frozen=True)
+class SeedCombinedMcNemar:
+    """McNemar over several seeds of one pair: per-seed results and the combined p-value."""
+
+    per_seed: Mapping[int, McNemarResult]
+    p_value: float
+    favours: str
+    rule: str = "max p over seeds (same direction required, else 1)"
+
+    @property
+    def methods(self) -> tuple[str, ...]:
+        """The McNemar forms used, e.g. ``("chi2-cc",)``."""
+        return tuple(sorted({r.method for r in self.per_seed.values()}))
+
+
+def combine_seeds(per_seed: Mapping[int, McNemarResult]) -> SeedCombinedMcNemar:
+    """Intersection-union combination of per-seed McNemar tests.
+
+    The pair differs significantly only if it does so on every seed, in the same direction:
+    combined p = max of the per-seed p-values, or 1 when the seeds disagree on which
+    method is better (or a seed has no difference at all).
+    """
+    if not per_seed:
+        raise MetricError("no seeds to combine; pass at least one per-seed McNemar result")
+    directions = {r.favours for r in per_seed.values()}
+    if len(directions) == 1 and "none" not in directions:
+        return SeedCombinedMcNemar(dict(per_seed), max(r.p_value for r in per_seed.values()), directions.pop())
+    return SeedCombinedMcNemar(dict(per_seed), 1.0, "mixed" if len(directions) > 1 else "none")
+
+
+# ----------------------------------------------------------------------------- Wilcoxon
+
+
+#: Paired seeds needed before the Wilcoxon signed-rank test is run at all.
+WILCOXON_MIN_N = 5
+
+
+@dataclass(frozen=True)
+class WilcoxonResult:
+    """Paired Wilcoxon signed-rank test (two-sided; zero differences dropped).
+
+    ``statistic`` = min(W+, W-) as scipy reports it; ``n`` = pairs left after dropping
+    zero differences; ``method``: ``"exact"`` (the exact permutation distribution of W+
+    given the observed ranks, mid-ranks for ties) or ``"normal"`` (normal approximation
+    with tie correction, no continuity correction).
+    """
+
+    n: int
+    w_plus: float
+    statistic: float
+    p_value: float
+    method: str
+
+
+def _exact_two_sided(ranks: np.ndarray, w_plus: float) -> float:
+    """Two-sided p of W+ under random signs, by counting sign patterns (dynamic programming).
+
+    Mid-ranks are multiples of 1/2, so doubled ranks are integers and ties need no special
+    case: this is the exact conditional distribution given the observed ranks.
+    """
+    doubled = np.rint(2 * ranks).astype(np.int64)
+    total = int(doubled.sum())
+    counts = np.zeros(total + 1, dtype=np.float64)
+    counts[0] = 1.0
+    for r in doubled:
+        counts[r:] = counts[r:] + counts[: total + 1 - r].copy()
+    probs = counts / counts.sum()
+    # The null distribution is symmetric about total/2, so the two tails are mirror images.
+    upper = int(np.rint(2 * max(w_plus, ranks.sum() - w_plus)))
+    return float(min(1.0, 2.0 * probs[upper:].sum()))
+
+
+#: ``method="auto"`` uses the exact distribution up to this many non-zero differences.
+WILCOXON_EXACT_MAX_N = 50
+
+
+def wilcoxon_signed_rank(x: Sequence[float], y: Sequence[float], method: str = "auto") -> WilcoxonResult:
+    """Two-sided paired Wilcoxon signed-rank test of ``x - y`` (e.g. test OA per seed).
+
+    Zero differences are dropped (Wilcoxon's convention, scipy's default). ``method``:
+    ``"exact"`` (permutation distribution of the signs, exact with ties too),
+    ``"normal"`` or ``"auto"`` (exact up to 50 pairs). All differences zero gives p = 1.
+    """
+    from scipy.stats import norm, rankdata
+
+    xa = np.asarray(x, dtype=np.float64)
+    ya = np.asarray(y, dtype=np.float64)
+    if xa.shape != ya.shape or xa.ndim != 1:
+        raise MetricError(f"paired samples have shapes {xa.shape} and {ya.shape}; expected two 1-D vectors of one length")
+    if not (np.isfinite(xa).all() and np.isfinite(ya).all()):
+        raise MetricError("paired samples contain NaN or infinite values; drop the unfinished seeds first")
+    if method not in ("auto", "exact", "normal"):
+        raise MetricError(f"Wilcoxon method {method!r} is unknown; expected 'auto', 'exact' or 'normal'")
+    d = xa - ya
+    d = d[d != 0]
+    n = int(d.size)
+    if method == "auto":
+        method = "exact" if n <= WILCOXON_EXACT_MAX_N else "normal"
+    if n == 0:
+        return WilcoxonResult(0, 0.0, 0.0, 1.0, method)
+    ranks = rankdata(np.abs(d))
+    w_plus = float(ranks[d > 0].sum())
+    w_minus = float(ranks[d < 0].sum())
+    stat = min(w_plus, w_minus)
+    if method == "exact":
+        return WilcoxonResult(n, w_plus, stat, _exact_two_sided(ranks, w_plus), "exact")
+    mean = n * (n + 1) / 4.0
+    _, tie_counts = np.unique(np.abs(d), return_counts=True)
+    var = n * (n + 1) * (2 * n + 1) / 24.0 - float(np.sum(tie_counts**3 - tie_counts)) / 48.0
+    if var <= 0:
+        return WilcoxonResult(n, w_plus, stat, 1.0, "normal")
+    z = (w_plus - mean) / np.sqrt(var)
+    return WilcoxonResult(n, w_plus, stat, float(min(1.0, 2.0 * norm.sf(abs(z)))), "normal")
+
+
+# ----------------------------------------------------------------------------- Holm
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm's step-down adjusted p-values (same order as the input).
+
+    Sorted ascending, the i-th smallest (0-based) is multiplied by ``m - i``, a running
+    maximum keeps the adjusted values monotone, and each is capped at 1. Rejecting where
+    the adjusted p < alpha controls the family-wise error rate at alpha.
+    """
+    p = np.asarray(p_values, dtype=np.float64)
+    if p.ndim != 1:
+        raise MetricError(f"p-values have shape {p.shape}; expected a 1-D sequence")
+    if p.size and (np.isnan(p).any() or (p < 0).any() or (p > 1).any()):
+        raise MetricError(f"p-values {p.tolist()} must lie in [0, 1]")
+    m = p.size
+    order = np.argsort(p, kind="stable")
+    adjusted_sorted = np.maximum.accumulate(p[order] * (m - np.arange(m)))
+    out = np.empty(m, dtype=np.float64)
+    out[order] = np.minimum(adjusted_sorted, 1.0)
+    return out
