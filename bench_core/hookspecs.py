@@ -72,7 +72,8 @@ def bench_register_splits(register: Callable[[SplitProtocol], None]) -> None:
     ``SplitProtocol.make(scene, argument, rng)`` returns ``(train_index, test_index)``
     as flat pixel indices of labelled pixels. The harness carves the validation pixels
     from the training pixels and reports the split's leakage; a protocol never touches
-    validation.
+    validation. A protocol declaring ``uses_patch_size=True`` is called as
+    ``make(scene, argument, rng, patch_size=p)`` with the cell's patch or crop side.
 
     .. versionadded:: 0.1
     """

@@ -182,6 +182,10 @@ def dataset_fingerprint(host: PluginHost, spec: DatasetSpec) -> str:
     """Checksums of the source files (or the generator's plugin version) known before loading."""
     plugin = host.plugins[host.datasets.plugin_of(spec.name)]
     parts = [f"{f.name}:{f.sha256}" for f in spec.files] or [f"{plugin.distribution}=={plugin.version}"]
+    if spec.files:  # real data: the normalisation chosen by BENCH_NORMALISATION changes the inputs
+        from bench_core.data.normalise import resolve_normalisation
+
+        parts.append(f"normalisation={resolve_normalisation()}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
@@ -451,6 +455,8 @@ def _execute(
     info = scene.info(spec.modalities, f"method {spec.name!r}", patch_size=patch)
     env = environment(device)
     run.set_tags({f"bench.env.{k}": v for k, v in env.items()})
+    # Checksums of the files the scene was built from (real datasets).
+    run.set_tags({f"bench.data_sha256.{name}": sha for name, sha in scene.metadata.get("sha256", {}).items()})
     run.log_params({"normalisation": scene.metadata.get("normalisation", "as provided by the dataset")})
     counts = split.class_counts(scene.labels, num_classes=scene.num_classes)
     log.info(

@@ -347,16 +347,21 @@ class SplitProtocol:
     (into ``H * W``, row-major) of labelled pixels. The harness carves validation
     pixels from ``train_index`` and computes leakage; ``make`` only partitions.
     ``argument`` is the text after ``:`` on the command line (``None`` if absent).
+
+    A protocol that declares ``uses_patch_size=True`` is called as
+    ``make(scene, argument, rng, patch_size=p)`` with the cell's patch (or crop) side,
+    e.g. to keep a guard band of the patch radius between train and test.
     """
 
     name: str
-    make: Callable[[Scene, str | None, np.random.Generator], tuple[np.ndarray, np.ndarray]]
+    make: Callable[..., tuple[np.ndarray, np.ndarray]]
     takes_argument: bool = False
     argument_help: str = ""
     description: str = ""
     paper: str = ""
     url: str = ""
     licence: str = ""
+    uses_patch_size: bool = False  # last, so positional construction keeps working
 
     def __post_init__(self) -> None:
         check_name("split", self.name)

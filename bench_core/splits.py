@@ -30,7 +30,15 @@ from bench_core.specs import SplitProtocol, SplitSpec
 if TYPE_CHECKING:
     from bench_core.scene import Scene
 
-__all__ = ["Split", "carve_validation", "derive_rngs", "make_split", "patch_leakage", "round_half_up"]
+__all__ = [
+    "Split",
+    "carve_validation",
+    "derive_rngs",
+    "make_split",
+    "patch_leakage",
+    "round_half_up",
+    "window_cover",
+]
 
 
 def _readonly(array: np.ndarray) -> np.ndarray:
@@ -158,6 +166,30 @@ def _check_index(name: str, index: np.ndarray, size: int) -> np.ndarray:
     return arr
 
 
+def _check_patch_size(patch_size: object) -> int:
+    if not isinstance(patch_size, (int, np.integer)) or isinstance(patch_size, bool) or patch_size < 1:
+        raise ConfigError(f"patch_size = {patch_size!r}: expected a positive integer window side")
+    return int(patch_size)
+
+
+def window_cover(index: np.ndarray, shape: tuple[int, int], patch_size: int) -> np.ndarray:
+    """(H, W) bool map of the pixels inside the ``patch_size`` window of at least one pixel of ``index``.
+
+    The windows are those of :func:`patch_leakage`, so a pixel outside the cover of the test
+    pixels lies in no test pixel's window: dropping covered training pixels makes the
+    leakage exactly 0, for odd and even window sides alike.
+    """
+    patch_size = _check_patch_size(patch_size)
+    height, width = (int(s) for s in shape)
+    centres = _check_index("index", index, height * width)
+    mask = np.zeros(height * width, dtype=bool)
+    mask[centres] = True
+    # Pixel q is in the window of centre c iff c is in the mirrored window of q; flipping
+    # both axes turns the window sums into mirrored-window sums (matters for even sides).
+    flipped = mask.reshape(height, width)[::-1, ::-1]
+    return _window_sums(flipped, patch_size)[::-1, ::-1] > 0
+
+
 def patch_leakage(
     train_index: np.ndarray, test_index: np.ndarray, shape: tuple[int, int], patch_size: int
 ) -> float:
@@ -167,8 +199,7 @@ def patch_leakage(
     clipped at the scene border. ``train_index`` should include the validation pixels.
     An empty test set has leakage 0.
     """
-    if not isinstance(patch_size, (int, np.integer)) or isinstance(patch_size, bool) or patch_size < 1:
-        raise ConfigError(f"patch_size = {patch_size!r}: expected a positive integer window side")
+    patch_size = _check_patch_size(patch_size)
     height, width = (int(s) for s in shape)
     size = height * width
     train = _check_index("train_index", train_index, size)
@@ -276,9 +307,12 @@ def make_split(
 ) -> Split:
     """Apply ``protocol`` to ``scene`` under ``seed``, carve validation, compute leakage.
 
-    The same (scene, spec, seed) always gives the same split. Raises :class:`SplitError`
-    naming the protocol when it returns something invalid.
+    The same (scene, spec, seed) always gives the same split. A protocol declaring
+    ``uses_patch_size`` also gets ``patch_size`` (e.g. for a guard band), so its split may
+    depend on it. Raises :class:`SplitError` naming the protocol when it returns
+    something invalid.
     """
+    patch_size = _check_patch_size(patch_size)
     if spec.protocol != protocol.name:
         raise SplitError(
             f"split {spec.display!r} asks for protocol {spec.protocol!r} but protocol "
@@ -291,7 +325,10 @@ def make_split(
         )
     labels = np.asarray(scene.labels).reshape(-1)
     protocol_rng, val_rng = derive_rngs(seed, protocol.name, spec.argument)
-    result = protocol.make(scene, spec.argument, protocol_rng)
+    if protocol.uses_patch_size:
+        result = protocol.make(scene, spec.argument, protocol_rng, patch_size=patch_size)
+    else:
+        result = protocol.make(scene, spec.argument, protocol_rng)
     train_all, test = _validated(protocol.name, result, labels, scene.name)
     train, val = carve_validation(train_all, labels, spec.val_fraction, val_rng)
     leakage = patch_leakage(train_all, test, scene.shape, patch_size)
@@ -300,7 +337,7 @@ def make_split(
         shape=scene.shape,
         train=train,
         val=val,
-        patch_size=int(patch_size),
+        patch_size=patch_size,
         leakage=leakage,
         _test=test,
     )

@@ -20,6 +20,8 @@ Environment variables:
   BENCH_DISABLE_PLUGINS  comma-separated entry-point names never to load
   BENCH_TRACE_PLUGINS    set to 1 to trace every hook call
   BENCH_DATA_DIR         folder with dataset files (--data-dir)
+  BENCH_NORMALISATION    minmax (default) or zscore: per-band normalisation of real datasets
+  BENCH_VERIFY_CHECKSUMS set to 0 to load dataset files whose sha256 differs from the published one
 """
 
 

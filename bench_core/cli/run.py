@@ -24,7 +24,8 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
 @click.option("--datasets", "datasets", default="synthetic", show_default=True, callback=csv_list,
               help="Datasets, comma-separated (`bench datasets list`).")
 @click.option("--splits", "splits", default="official", show_default=True, callback=csv_list,
-              help="Split protocols: official, per-class:N, fraction:p (comma-separated).")
+              help="Split protocols (comma-separated): official, per-class:N, fraction:p, "
+                   "spatial-blocks[:B][:train=T][:guard=P].")
 @click.option("--seeds", default="0", show_default=True, callback=_seeds, help="Seeds, comma-separated.")
 @click.option("--profile", type=str, default=None,
               help="Method profile (fast|paper|...). Default: each dataset's recommended profile.")

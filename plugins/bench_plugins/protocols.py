@@ -1,4 +1,4 @@
-"""Built-in split protocols: ``official``, ``per-class:N`` and ``fraction:p``.
+"""Built-in split protocols: ``official``, ``per-class:N``, ``fraction:p`` and ``spatial-blocks``.
 
 Registered through the ``bench`` entry-point group like any third-party protocol.
 Each protocol only partitions the labelled pixels (label > 0) into train and test;
@@ -14,9 +14,16 @@ from collections.abc import Callable
 import numpy as np
 
 from bench_core import Scene, SplitError, SplitProtocol, hookimpl
-from bench_core.splits import round_half_up
+from bench_core.splits import round_half_up, window_cover
 
-__all__ = ["fraction_split", "official_split", "per_class_split", "bench_register_splits"]
+__all__ = [
+    "SPATIAL_BLOCKS_DEFAULTS",
+    "bench_register_splits",
+    "fraction_split",
+    "official_split",
+    "per_class_split",
+    "spatial_blocks_split",
+]
 
 
 def _labels(scene: Scene) -> np.ndarray:
@@ -129,9 +136,143 @@ def fraction_split(scene: Scene, argument: str | None, rng: np.random.Generator)
     return _draw(scene, rng, lambda cls, n: max(1, min(round_half_up(p * n), n - 1)))
 
 
+SPATIAL_BLOCKS_DEFAULTS: dict[str, float] = {"block": 32, "train": 0.3}
+"""Block side in pixels and target training share per class of ``spatial-blocks``."""
+
+_SPATIAL_BLOCKS_USAGE = (
+    "expected 'spatial-blocks[:B][:train=T][:guard=P]' with B >= 1 the block side in pixels, "
+    "0 < T < 1 the target training share of each class, P >= 1 the window side the guard band "
+    "protects, e.g. spatial-blocks:32 or spatial-blocks:32:train=0.5:guard=11"
+)
+
+
+def _parse_spatial_blocks(argument: str | None) -> tuple[int, float, int | None]:
+    """``(block, train_share, guard)`` from ``B``, ``block=B``, ``train=T``, ``guard=P`` joined by ``:``."""
+    block, share, guard = int(SPATIAL_BLOCKS_DEFAULTS["block"]), SPATIAL_BLOCKS_DEFAULTS["train"], None
+    seen: set[str] = set()
+    for position, token in enumerate(argument.split(":") if argument else []):
+        key, sep, text = token.strip().partition("=")
+        if not sep:  # a bare number is the block side, and only in first position
+            key, text = ("block", key) if position == 0 else ("", key)
+        key, text = key.strip(), text.strip()
+        if key not in ("block", "train", "guard") or key in seen:
+            raise SplitError(
+                f"split 'spatial-blocks:{argument}': part {token!r} is unknown or repeated; {_SPATIAL_BLOCKS_USAGE}"
+            )
+        seen.add(key)
+        try:
+            value = float(text) if key == "train" else int(text)
+        except ValueError:
+            value = math.nan if key == "train" else 0
+        if key == "train":
+            if not 0.0 < value < 1.0:
+                raise SplitError(f"split 'spatial-blocks:{argument}': train={text!r}; {_SPATIAL_BLOCKS_USAGE}")
+            share = float(value)
+        elif value < 1:
+            raise SplitError(f"split 'spatial-blocks:{argument}': {key}={text!r}; {_SPATIAL_BLOCKS_USAGE}")
+        elif key == "block":
+            block = int(value)
+        else:
+            guard = int(value)
+    return block, share, guard
+
+
+def _greedy_blocks(counts: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """Pick training blocks so that each class gets about ``share`` of its pixels.
+
+    ``counts`` is (blocks, classes) labelled pixels. Repeatedly take the class furthest
+    below its target (relative to its size) and add the unassigned block holding that class
+    which brings all classes' training shares closest to the target (L1); ties go to a
+    seeded random order. A block is never taken if it would put every pixel of some class
+    in training, so each class keeps test pixels. A class whose best block would worsen
+    the overall fit stops growing, unless it has no training pixel yet.
+    """
+    num_blocks, num_classes = counts.shape
+    totals = counts.sum(axis=0).astype(np.float64)
+    present = totals > 0
+    target = share * totals
+    scale = np.where(present, totals, 1.0)
+    got = np.zeros(num_classes, dtype=np.float64)
+    chosen = np.zeros(num_blocks, dtype=bool)
+    active = present.copy()
+    tie_rank = rng.permutation(num_blocks)
+    while True:
+        need = active & (got < target)
+        if not need.any():
+            return chosen
+        deficit = np.where(need, (target - got) / scale, -np.inf)
+        cls = int(np.argmax(deficit))
+        candidates = np.flatnonzero(~chosen & (counts[:, cls] > 0))
+        after = got[None, :] + counts[candidates]
+        keeps_test = np.all(after < np.where(present, totals, np.inf), axis=1)
+        candidates, after = candidates[keeps_test], after[keeps_test]
+        if candidates.size == 0:
+            active[cls] = False
+            continue
+        error_after = (np.abs(after - target) / scale)[:, present].sum(axis=1)
+        best = np.lexsort((tie_rank[candidates], error_after))[0]
+        error_now = (np.abs(got - target) / scale)[present].sum()
+        if error_after[best] >= error_now and got[cls] > 0:
+            active[cls] = False
+            continue
+        chosen[candidates[best]] = True
+        got += counts[candidates[best]]
+
+
+def spatial_blocks_split(
+    scene: Scene, argument: str | None, rng: np.random.Generator, *, patch_size: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Spatially disjoint blocks with a guard band: no test pixel's window holds a training pixel.
+
+    The scene is tiled into ``B x B`` blocks (``spatial-blocks:B``, default 32), whole blocks
+    go to training until each class has about ``train=T`` (default 0.3) of its labelled pixels
+    there (:func:`_greedy_blocks`, seeded), and every other labelled pixel is test. Then the
+    guard band: training pixels inside the ``P x P`` window of any test pixel are dropped
+    from training (they are used nowhere), with ``P`` = ``guard=P`` if given, else the
+    cell's patch size. Dropping on the training side keeps the test set independent of the
+    method's patch size, so all methods of a grid are scored on the same test pixels.
+    """
+    block, share, guard = _parse_spatial_blocks(argument)
+    guard = int(patch_size) if guard is None else guard
+    labels = _labels(scene)
+    height, width = scene.shape
+    labelled = np.flatnonzero(labels > 0)
+    if labelled.size == 0:
+        raise SplitError(f"dataset {scene.name!r} has no labelled pixels (every label is 0); nothing to split")
+    rows, cols = np.divmod(labelled, width)
+    block_of = (rows // block) * (-(-width // block)) + cols // block
+    blocks, inverse = np.unique(block_of, return_inverse=True)
+    k = int(labels.max())
+    counts = np.bincount(inverse * k + (labels[labelled] - 1), minlength=blocks.size * k).reshape(blocks.size, k)
+    chosen = _greedy_blocks(counts, share, rng)
+    in_train_block = chosen[inverse]
+    test = labelled[~in_train_block]
+    covered = window_cover(test, (height, width), guard).reshape(-1)
+    candidates = labelled[in_train_block]
+    train = candidates[~covered[candidates]]
+    totals = np.bincount(labels[labelled], minlength=k + 1)
+    untrained = np.flatnonzero((totals > 0) & (np.bincount(labels[train], minlength=k + 1) == 0))
+    if untrained.size:
+        cls = int(untrained[0])
+        in_blocks = int(np.count_nonzero(labels[candidates] == cls))
+        why = (
+            f"all {in_blocks} pixel(s) of it in training blocks lie within the guard band for "
+            f"{guard}x{guard} windows around test pixels"
+            if in_blocks
+            else "it lies in too few blocks to give one to training and keep test pixels"
+        )
+        raise SplitError(
+            f"split 'spatial-blocks:{argument or ''}' on dataset {scene.name!r}: class "
+            f"{_class_name(scene, cls)} ({int(totals[cls])} labelled pixels) has no training pixel with "
+            f"{block}x{block} blocks: {why}; use smaller blocks (e.g. spatial-blocks:{max(1, block // 2)}), "
+            f"a larger train share (train=...), or a smaller guard (guard=...) at the price of leakage"
+        )
+    return np.sort(train), np.sort(test)
+
+
 @hookimpl
 def bench_register_splits(register: Callable[[SplitProtocol], None]) -> None:
-    """Register ``official``, ``per-class`` and ``fraction``."""
+    """Register ``official``, ``per-class``, ``fraction`` and ``spatial-blocks``."""
     register(
         SplitProtocol(
             name="official",
@@ -157,6 +298,25 @@ def bench_register_splits(register: Callable[[SplitProtocol], None]) -> None:
             description=(
                 "round(p * n) random labelled pixels of each class for training (at least 1), "
                 "the rest for test."
+            ),
+        )
+    )
+    register(
+        SplitProtocol(
+            name="spatial-blocks",
+            make=spatial_blocks_split,
+            uses_patch_size=True,
+            argument_help=(
+                "optional 'B[:train=T][:guard=P]': block side B in pixels (default 32), target "
+                "training share T per class (default 0.3), window side P protected by the guard "
+                "band (default the method's patch size)"
+            ),
+            description=(
+                "Whole BxB blocks for training, class-balanced and seeded, the other blocks for test; "
+                "training pixels within the patch radius of a test pixel are dropped, so leakage is 0."
+            ),
+            paper=(
+                "Nalepa, Myller, Kawulok, 'Validating hyperspectral image segmentation', IEEE GRSL 2019"
             ),
         )
     )

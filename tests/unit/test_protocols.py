@@ -46,8 +46,8 @@ def per_class_counts(scene: Scene, index: np.ndarray) -> list[int]:
     return np.bincount(np.asarray(scene.labels).ravel()[index], minlength=4)[1:].tolist()
 
 
-def test_the_three_protocols_are_registered(registered: dict[str, SplitProtocol]) -> None:
-    assert set(registered) == {"official", "per-class", "fraction"}
+def test_the_builtin_protocols_are_registered(registered: dict[str, SplitProtocol]) -> None:
+    assert set(registered) == {"official", "per-class", "fraction", "spatial-blocks"}
     assert not registered["official"].takes_argument
     assert registered["per-class"].takes_argument and registered["fraction"].takes_argument
     assert all(p.description for p in registered.values())
