@@ -128,6 +128,9 @@ class StageContext:
     generator: torch.Generator
 
 
+_PREGATHER_BYTES = 256 * 2**20  # patches of the training pixels gathered once when they fit
+
+
 def _derive_seed(seed: int, *stream: int) -> int:
     return int(np.random.SeedSequence([seed, *stream]).generate_state(1, dtype=np.uint64)[0] >> 1)
 
@@ -342,8 +345,15 @@ class Trainer:
         self, sampler: PatchSampler, data: TrainData, train: TrainConfig, generator: torch.Generator
     ) -> Callable[[], Any]:
         index = torch.from_numpy(data.train_index)
-        targets = torch.from_numpy(data.train_targets)
+        targets = torch.from_numpy(data.train_targets).to(self.device)
         n = index.numel()
+        # Training pixels are few (hundreds to thousands): when their patches fit in a modest
+        # budget, gather them once per fit and index batches from that, as a hand-written loop
+        # over pre-extracted tensors would; otherwise gather each batch from the strided view.
+        bands = sum(int(v.shape[-1]) for v in sampler.padded.values())
+        pregathered = (
+            sampler.patches(index) if n * bands * sampler.patch_size**2 * 4 <= _PREGATHER_BYTES else None
+        )
 
         def epoch_batches() -> Any:
             order = list(torch.randperm(n, generator=generator).split(train.batch_size))
@@ -353,7 +363,11 @@ class Trainer:
             if train.steps_per_epoch is not None:
                 order = order[: train.steps_per_epoch]
             for chosen in order:
-                yield sampler.patches(index[chosen]), targets[chosen].to(self.device)
+                if pregathered is not None:
+                    batch = {k: v[chosen.to(v.device)] for k, v in pregathered.items()}
+                else:
+                    batch = sampler.patches(index[chosen])
+                yield batch, targets[chosen.to(targets.device)]
 
         return epoch_batches
 

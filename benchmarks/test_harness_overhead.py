@@ -18,7 +18,7 @@ from bench_core.sampling import PatchSampler
 from bench_core.training import Trainer, TrainData
 from benchmarks.conftest import paired_best_of
 
-EPOCHS, STEPS, BATCH = 3, 10, 64
+EPOCHS, STEPS, BATCH = 3, 40, 64
 
 
 def _setup():

@@ -522,3 +522,19 @@ def test_build_places_the_module_on_the_trainer_device() -> None:
     model = trainer.build(spec, _config(spec), _info(3))
     assert all(p.device == trainer.device for p in model.parameters())
     assert Trainer(device="auto").device.type in ("cpu", "cuda")
+
+
+def test_pregathered_and_per_batch_patch_gathers_train_identically(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Small training sets are gathered once per fit; larger ones per batch: same result."""
+    import bench_core.training as training
+
+    data = _data()
+    spec = _spec("patch")
+    config = _config(spec, epochs=2, batch_size=8, steps_per_epoch=4)
+    states = []
+    for budget in (training._PREGATHER_BYTES, 0):  # 0 forces the per-batch gather
+        monkeypatch.setattr(training, "_PREGATHER_BYTES", budget)
+        trainer, model, _ = _fit("patch", seed=3, data=data, epochs=2, batch_size=8, steps_per_epoch=4)
+        states.append((trainer.predict_scene(spec, model, config, data.inputs), model.state_dict()))
+    np.testing.assert_array_equal(states[0][0], states[1][0])
+    assert all(torch.equal(states[0][1][k], states[1][1][k]) for k in states[0][1])
