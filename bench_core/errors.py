@@ -53,6 +53,10 @@ class TimingError(BenchError, ValueError):
     """A timing or cost measurement got invalid input or was used out of order."""
 
 
+class ScanInputError(BenchError, ValueError):
+    """Tensors given to a selective scan or an SS2D op do not have the expected shapes."""
+
+
 class NonFiniteLossError(BenchError, FloatingPointError):
     """Training produced a NaN or infinite loss; the cell stops with this reason."""
 
