@@ -487,6 +487,10 @@ def _execute(
     # One sample = one patch (patch methods) or one crop (dense methods); FLOPs do not
     # depend on the values, and the same input warms up inference before it is timed.
     example = {k: torch.zeros(1, v.shape[0], patch, patch, device=device) for k, v in inputs.items()}
+    if is_module and any(type(m).__module__.startswith("bench_core.ops") for m in model.modules()):
+        from bench_core.ops import default_scan_backend
+
+        run.set_tags({"bench.scan_backend": default_scan_backend(device)})  # which scan really ran
     with PeakMemory(device) as peak:
         fit = trainer.fit(spec, model, config, data)
         if is_module:
