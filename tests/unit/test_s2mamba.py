@@ -1,0 +1,222 @@
+"""S2Mamba plugin: reference parameter count, X input modes, the mixers' scan semantics."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from bench_core import ConfigError, SceneInfo, load_plugins
+from bench_core.ops import selective_scan_sequential
+from bench_plugins.methods import s2mamba
+
+# Measured on the reference module: S2Mamba(in_chans=144, patch=9, num_classes=15) (methods.md 7.2).
+HOUSTON_PARAMS = 118_759
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _info(hsi: int = 144, x: int | None = None, classes: int = 15, patch: int = 9) -> SceneInfo:
+    bands = {"hsi": hsi} if x is None else {"hsi": hsi, "x": x}
+    return SceneInfo(
+        dataset="shape-only",
+        bands=bands,
+        num_classes=classes,
+        class_names=tuple(f"c{k}" for k in range(classes)),
+        image_shape=(32, 32),
+        patch_size=patch,
+    )
+
+
+def test_parameter_count_matches_reference_on_houston2013_shape() -> None:
+    model = s2mamba.build({"x_input": "none"}, _info(144, None, 15, 9))
+    total = sum(p.numel() for p in model.parameters())
+    assert abs(total - HOUSTON_PARAMS) <= 0.01 * HOUSTON_PARAMS, (
+        f"S2Mamba on Houston2013 shapes (144 bands, patch 9, 15 classes) has {total:,} parameters; "
+        f"expected within 1% of the reference's {HOUSTON_PARAMS:,}"
+    )
+
+
+def test_concat_adds_the_x_bands_to_the_embedding_only() -> None:
+    hsi_only = s2mamba.build({"x_input": "none"}, _info(20, 3, 4, 5))
+    stacked = s2mamba.build({"x_input": "concat"}, _info(20, 3, 4, 5))
+    assert stacked.embed[0].in_channels == 23 and hsi_only.embed[0].in_channels == 20
+    difference = sum(p.numel() for p in stacked.parameters()) - sum(p.numel() for p in hsi_only.parameters())
+    assert difference == 3 * 64  # three more input channels of the 1x1 embedding
+
+
+def test_concat_without_x_input_names_the_hsi_only_method() -> None:
+    with pytest.raises(ConfigError, match="s2mamba-hsi"):
+        s2mamba.build({"x_input": "concat"}, _info(20, None, 4, 5))
+
+
+def test_x_input_none_ignores_the_x_patch() -> None:
+    torch.manual_seed(0)
+    model = s2mamba.build({"x_input": "none"}, _info(12, 2, 3, 5)).eval()
+    hsi = torch.randn(2, 12, 5, 5)
+    with torch.no_grad():
+        a = model({"hsi": hsi, "x": torch.randn(2, 2, 5, 5)})
+        b = model({"hsi": hsi})
+    torch.testing.assert_close(a, b)
+
+
+def test_concat_uses_the_x_patch() -> None:
+    torch.manual_seed(0)
+    model = s2mamba.build({"x_input": "concat"}, _info(12, 2, 3, 5)).eval()
+    hsi = torch.randn(2, 12, 5, 5)
+    with torch.no_grad():
+        a = model({"hsi": hsi, "x": torch.zeros(2, 2, 5, 5)})
+        b = model({"hsi": hsi, "x": torch.ones(2, 2, 5, 5)})
+    assert not torch.allclose(a, b)
+
+
+@pytest.mark.parametrize("patch", [7, 9, 11])
+def test_forward_gives_logits_for_the_reference_patch_sizes(patch: int) -> None:
+    torch.manual_seed(1)
+    model = s2mamba.build({}, _info(10, 1, 4, patch)).eval()
+    with torch.no_grad():
+        logits = model({"hsi": torch.randn(2, 10, patch, patch), "x": torch.randn(2, 1, patch, patch)})
+    assert logits.shape == (2, 4) and torch.isfinite(logits).all()
+    assert model.bss.out_norm.normalized_shape == (patch * patch,)
+
+
+def _spectral_by_hand(bss: torch.nn.Module, x: torch.Tensor, true_reverse: bool) -> torch.Tensor:
+    """BSS's scan core written out per direction with the sequential reference scan."""
+    b, c, h, w = x.shape
+    p2 = h * w
+    seq = x.reshape(b, c, p2).transpose(1, 2)  # (B, p^2, C): the channels are the sequence
+    ssm = bss.ssm
+    rank = ssm.dt_projs_weight.shape[-1]
+    outs = []
+    for k, u in enumerate((seq, seq.flip(-1) if true_reverse else seq)):
+        x_dbl = torch.einsum("wc,bcl->bwl", ssm.x_proj_weight[k], u)
+        dt, bmat, cmat = torch.split(x_dbl, [rank, 16, 16], dim=1)
+        delta = torch.einsum("cr,brl->bcl", ssm.dt_projs_weight[k], dt)
+        channels = slice(k * p2, (k + 1) * p2)
+        outs.append(
+            selective_scan_sequential(
+                u, delta, -torch.exp(ssm.A_logs[channels]), bmat, cmat, ssm.Ds[channels],
+                delta_bias=ssm.dt_projs_bias[k], delta_softplus=True,
+            )
+        )
+    y = outs[0] + outs[1].flip(-1)
+    y = torch.nn.functional.layer_norm(y.transpose(1, 2), (p2,), bss.out_norm.weight, bss.out_norm.bias)
+    return y.transpose(1, 2).reshape(b, h, w, c)
+
+
+@pytest.mark.parametrize("mode", ["sequence", "reference"])
+def test_spectral_scan_matches_a_per_direction_sequential_scan(mode: str) -> None:
+    torch.manual_seed(2)
+    model = s2mamba.build({"spectral_reverse": mode}, _info(6, 1, 3, 3))
+    x = torch.randn(2, 128, 3, 3)
+    with torch.no_grad():
+        ours = model.bss.core(x)
+        expected = _spectral_by_hand(model.bss, x, true_reverse=mode == "sequence")
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-5)
+
+
+def test_spectral_reverse_modes_differ() -> None:
+    torch.manual_seed(3)
+    seq_model = s2mamba.build({"spectral_reverse": "sequence"}, _info(6, 1, 3, 3))
+    ref_model = s2mamba.build({"spectral_reverse": "reference"}, _info(6, 1, 3, 3))
+    ref_model.load_state_dict(seq_model.state_dict())
+    x = torch.randn(1, 128, 3, 3)
+    with torch.no_grad():
+        assert not torch.allclose(seq_model.bss.core(x), ref_model.bss.core(x))
+
+
+def test_spatial_scan_sees_the_whole_patch_from_every_pixel() -> None:
+    # Four directions reach every pixel from every other: a change at one corner moves all outputs.
+    torch.manual_seed(4)
+    model = s2mamba.build({}, _info(6, 1, 3, 5))
+    x = torch.randn(1, 5, 5, 64)
+    bumped = x.clone()
+    bumped[:, 0, 0] += 1.0
+    with torch.no_grad():
+        changed = (model.pcs(bumped) - model.pcs(x)).abs().sum(dim=-1)
+    assert changed.shape == (1, 5, 5)
+    unaffected = (changed == 0).nonzero().tolist()
+    assert not unaffected, f"pixels unaffected by a change at (0, 0): {unaffected}"
+
+
+def test_mixture_gate_zeroes_small_gates() -> None:
+    torch.manual_seed(5)
+    model = s2mamba.build({"gate_threshold": 0.45}, _info(6, 1, 3, 3)).eval()
+    spatial, spectral = torch.randn(4, 3, 3, 64), torch.randn(4, 3, 3, 64)
+    with torch.no_grad():
+        # Force the gate's logits to (big, 0): softmax ~ (1, 0), the second gate falls under 0.45.
+        last = model.fusion.gate[-1]
+        last.weight.zero_()
+        last.bias.copy_(torch.tensor([5.0, 0.0]))
+        mixed = model.fusion(spatial, spectral)
+    g1 = torch.softmax(torch.tensor([5.0, 0.0]), dim=0)[0]
+    torch.testing.assert_close(mixed, g1 * spatial)
+
+
+def test_drop_path_zeroes_whole_samples_and_keeps_the_mean() -> None:
+    torch.manual_seed(6)
+    x = torch.ones(4000, 3, 3, 2)
+    out = s2mamba.drop_path(x, 0.25, training=True)
+    per_sample = out.flatten(1)
+    assert bool(((per_sample == 0).all(1) | (per_sample == 1 / 0.75).all(1)).all())
+    assert abs(float(out.mean()) - 1.0) < 0.05
+    assert torch.equal(s2mamba.drop_path(x, 0.25, training=False), x)
+
+
+@pytest.mark.parametrize(
+    ("config", "key"),
+    [
+        ({"depth": 2}, "depth"),
+        ({"x_input": "stack"}, "x_input"),
+        ({"spectral_reverse": "both"}, "spectral_reverse"),
+        ({"dropout": -0.1}, "dropout"),
+        ({"d_state": 0}, "d_state"),
+    ],
+)
+def test_bad_model_config_is_rejected_naming_the_key(config: dict, key: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        s2mamba.build(config, _info(8, 1, 3, 5))
+
+
+def test_paper_profile_holds_the_reference_houston_recipe() -> None:
+    paper = s2mamba.method_spec().resolve("paper")
+    train = paper.train
+    assert (train.optimizer, train.lr, train.weight_decay) == ("adamw", 1e-4, 5e-3)
+    assert (train.scheduler, train.gamma) == ("exponential", 0.99)
+    assert (train.batch_size, train.epochs, train.patch_size) == (64, 100, 9)
+    assert not train.restore_best, "the reference keeps the last epoch"
+    assert paper.model["dropout"] == 0.1 and paper.model["d_state"] == 16 and paper.model["dim"] == 64
+    params = paper.to_params()
+    assert params["model.x_input"] == "'concat'"
+
+
+def test_two_specs_differ_only_in_modalities_and_x_input() -> None:
+    stacked, hsi_only = s2mamba.method_spec("concat"), s2mamba.method_spec("none")
+    assert (stacked.name, stacked.modalities) == ("s2mamba", ("hsi", "x"))
+    assert (hsi_only.name, hsi_only.modalities) == ("s2mamba-hsi", ("hsi",))
+    for profile in ("paper", "fast"):
+        a, b = stacked.resolve(profile), hsi_only.resolve(profile)
+        assert a.train == b.train
+        assert {**a.model, "x_input": None} == {**b.model, "x_input": None}
+        assert (a.model["x_input"], b.model["x_input"]) == ("concat", "none")
+
+
+def test_plugin_code_never_moves_tensors_to_cuda() -> None:
+    tree = ast.parse(inspect.getsource(s2mamba))
+    calls = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "cuda"]
+    assert not calls, f"s2mamba.py uses .cuda at lines {calls}; the Trainer owns the device"
+
+
+def test_both_specs_registered_through_the_bench_entry_point() -> None:
+    host = load_plugins()
+    missing = [n for n in ("s2mamba", "s2mamba-hsi") if n not in host.methods]
+    assert not missing, f"{missing} not registered; plugin errors: {host.errors}"
