@@ -57,6 +57,10 @@ class ScanInputError(BenchError, ValueError):
     """Tensors given to a selective scan or an SS2D op do not have the expected shapes."""
 
 
+class StudyError(BenchError):
+    """An Optuna study is missing, of the wrong kind, or was made with other settings."""
+
+
 class NonFiniteLossError(BenchError, FloatingPointError):
     """Training produced a NaN or infinite loss; the cell stops with this reason."""
 

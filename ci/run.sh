@@ -23,6 +23,21 @@ bench --version
 echo "== chromium for the browser tests (Debian's package; Playwright never downloads one)"
 command -v chromium || (export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q chromium)
 
+echo "== PostgreSQL on 127.0.0.1 for the distributed tests (Debian's package, throwaway cluster)"
+# CI runs as root and initdb refuses root: the cluster belongs to the postgres user.
+pg_bin() { { ls -d /usr/lib/postgresql/*/bin 2>/dev/null || true; } | sort -V | tail -1; }
+[ -n "$(pg_bin)" ] || (export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q postgresql)
+PG_BIN="$(pg_bin)"
+PG_DIR="$(mktemp -d -t bench-pg-XXXXXX)"
+chown postgres "$PG_DIR"
+PG_PORT="$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+pg_stop() { su postgres -c "'$PG_BIN/pg_ctl' -D '$PG_DIR/data' -m fast -w stop" >/dev/null 2>&1 || true; rm -rf "$PG_DIR"; }
+trap pg_stop EXIT
+su postgres -c "'$PG_BIN/initdb' -D '$PG_DIR/data' -A trust -U postgres >'$PG_DIR/initdb.log' && \
+  '$PG_BIN/pg_ctl' -D '$PG_DIR/data' -l '$PG_DIR/server.log' -w \
+  -o '-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1' start"
+export BENCH_TEST_POSTGRES_URL="postgresql+psycopg2://postgres@127.0.0.1:$PG_PORT/postgres"
+
 echo "== tests (README: Test)"
 export HF_HUB_OFFLINE=1 MPLBACKEND=Agg PYTHONUNBUFFERED=1
 start=$(date +%s)

@@ -20,6 +20,9 @@ Environment variables:
   BENCH_DISABLE_PLUGINS  comma-separated entry-point names never to load
   BENCH_TRACE_PLUGINS    set to 1 to trace every hook call
   BENCH_DATA_DIR         folder with dataset files (--data-dir)
+  BENCH_OPTUNA_STORAGE   Optuna storage of bench tune / bench worker (default sqlite:///$BENCH_HOME/optuna.db)
+  BENCH_HEARTBEAT_INTERVAL  seconds between heartbeats of a running cell or trial (--heartbeat-interval)
+  BENCH_GRACE_PERIOD     seconds without a heartbeat before a worker counts as dead (--grace-period)
   BENCH_NORMALISATION    minmax (default) or zscore: per-band normalisation of real datasets
   BENCH_VERIFY_CHECKSUMS set to 0 to load dataset files whose sha256 differs from the published one
 """
@@ -35,13 +38,15 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from bench_core.cli import datasets, leaderboard, plugins, run, ui
+    from bench_core.cli import datasets, leaderboard, plugins, run, tune, ui, worker
 
     cli.add_command(run.run)
     cli.add_command(plugins.plugins)
     cli.add_command(datasets.datasets)
     cli.add_command(leaderboard.leaderboard)
     cli.add_command(ui.ui)
+    cli.add_command(tune.tune)
+    cli.add_command(worker.worker)
 
 
 _register_commands()

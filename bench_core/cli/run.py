@@ -39,9 +39,18 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
               default=None, help="Folder with dataset files.")
 @tracking_uri
 @experiment
+@click.option("--storage", default=None, metavar="URL",
+              help="Optuna storage of the cell queue (--jobs) and of --config-from-study; alone it means --jobs 1. "
+                   "Default: sqlite:///$BENCH_HOME/optuna.db.")
+@click.option("--jobs", type=click.IntRange(min=0), default=None,
+              help="Queue the cells in the Optuna storage and run them in N worker processes "
+                   "(0 = only queue them for `bench worker`).")
+@click.option("--config-from-study", "config_from_study", default=None, metavar="NAME",
+              help="Apply the best config of the tuning study NAME (or an exported best.json); --set wins.")
 def run(plugins: list[str], datasets: list[str], splits: list[str], seeds: list[int], profile: str | None,
         overrides: tuple[str, ...], val_fraction: float, device: str, rerun: bool, data_dir: Path | None,
-        tracking_uri: str | None, experiment: str) -> int:
+        tracking_uri: str | None, experiment: str, storage: str | None, jobs: int | None,
+        config_from_study: str | None) -> int:
     """Train and evaluate methods x datasets x splits x seeds; record every cell in MLflow.
 
     Cells already FINISHED in the store are skipped (--rerun forces them). Exit code 0 if
@@ -55,9 +64,21 @@ def run(plugins: list[str], datasets: list[str], splits: list[str], seeds: list[
 
     if not seeds:
         raise click.BadParameter("no seeds given", param_hint="--seeds")
+    override_map: dict = parse_overrides(overrides)
+    extra_tags: dict[str, str] = {}
+    if config_from_study:
+        from bench_core.tuning import apply_study_config
+        from bench_core.tuning import config_from_study as load_study_config
+
+        tuned = load_study_config(config_from_study, storage)
+        plugins, profile, override_map = apply_study_config(tuned, plugins, profile, override_map)
+        extra_tags = {"bench.config_from_study": str(tuned["study"]), "bench.config_from_trial": str(tuned["trial"])}
+        click.echo(f"config from study {tuned['study']!r} trial {tuned['trial']}: {tuned['overrides']}")
+    if jobs is None and storage is not None and not config_from_study:
+        jobs = 1
     request = GridRequest(
         plugins=plugins, datasets=datasets, splits=splits, seeds=seeds, profile=profile,
-        val_fraction=val_fraction, overrides=parse_overrides(overrides), rerun=rerun, device=device,
+        val_fraction=val_fraction, overrides=override_map, rerun=rerun, device=device,
         data_dir=data_dir,
     )
     host = load_plugins()
@@ -75,7 +96,20 @@ def run(plugins: list[str], datasets: list[str], splits: list[str], seeds: list[
         source = "--profile" if profile else "recommended by the dataset"
         click.echo(f"{name}: profile {chosen!r} ({source})")
     click.echo(f"store: {tracker.uri}  experiment: {experiment}")
-    outcome = run_grid(host, request, tracker, reporter)
+    if jobs is not None:
+        import optuna
+
+        from bench_core.distributed import run_grid_distributed
+
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        reporter.close()  # workers print their own progress
+        outcome = run_grid_distributed(host, request, tracker, storage, jobs, None, click.echo, extra_tags)
+        if jobs == 0:
+            return 0 if not outcome.interrupted else 130
+    else:
+        from bench_core.tuning import TaggingTracker
+
+        outcome = run_grid(host, request, TaggingTracker(tracker, extra_tags) if extra_tags else tracker, reporter)
     _print_summary(console, summary_rows(outcome))
     failed = len(outcome.failed)
     if outcome.interrupted:

@@ -1,0 +1,142 @@
+"""`bench tune` end to end: the real CLI, the built-in methods, a real MLflow and Optuna store."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+import torch
+from optuna.trial import TrialState
+
+from bench_core.cli import main
+from bench_core.tracking import MLflowTracker
+from bench_core.tuning import (
+    ATTR_PARENT_RUN,
+    ATTR_RUN_ID,
+    TAG_PARENT,
+    TAG_STATE,
+    TAG_TRIAL,
+    best_config,
+    default_storage_url,
+)
+
+pytestmark = pytest.mark.slow
+
+CNN_STUDY = "tune/two-branch-cnn.fast/synthetic/official"
+SVM_STUDY = "tune/svm.fast/synthetic/official"
+
+
+@pytest.fixture
+def one_thread():
+    """Small convolutions on a busy 2-core machine run many times faster on one torch thread."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def study(name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=default_storage_url())
+
+
+def test_tune_two_branch_cnn_8_trials_nested_in_mlflow_then_run_the_best(
+    one_thread: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import bench_core.splits as splits
+
+    opened: list[str] = []
+    original = splits.Split.open_test
+    monkeypatch.setattr(splits.Split, "open_test", lambda self: opened.append("open_test") or original(self))
+    code = main([
+        "tune", "--plugin", "two-branch-cnn", "--dataset", "synthetic", "--trials", "8", "--profile", "fast",
+        "--set", "train.epochs=3", "--val-fraction", "0.3", "--export", "best.json",
+    ])
+    assert code == 0, capsys.readouterr().err
+    assert opened == []  # tuning never reads the test split
+
+    s = study(CNN_STUDY)
+    assert len(s.trials) == 8
+    assert {t.state for t in s.trials} <= {TrialState.COMPLETE, TrialState.PRUNED}
+    tracker = MLflowTracker(None, "bench-tune")
+    runs = {r.info.run_id: r for r in tracker.runs()}
+    parent = runs.pop(s.user_attrs[ATTR_PARENT_RUN])
+    assert parent.info.status == "FINISHED" and parent.data.tags["bench.kind"] == "tune-study"
+    counts = {k: int(v) for k, v in parent.data.metrics.items() if k.startswith("trials_")}
+    assert sum(counts.values()) == 8
+    assert counts.get("trials_pruned", 0) == sum(t.state == TrialState.PRUNED for t in s.trials)
+    assert len(runs) == 8 and {r.data.tags[TAG_TRIAL] for r in runs.values()} == {str(n) for n in range(8)}
+    for t in s.trials:
+        run = runs[t.user_attrs[ATTR_RUN_ID]]
+        assert run.data.tags[TAG_PARENT] == parent.info.run_id  # nested in the MLflow UI
+        assert run.data.params["optuna.lr"] == str(t.params["lr"])
+        assert run.data.params["train.lr"] == str(t.params["lr"]) and run.data.params["train.epochs"] == "3"
+        history = tracker.client.get_metric_history(run.info.run_id, "val_oa")
+        reported = {m.step: m.value for m in history if m.step > 0}
+        assert reported == pytest.approx(dict(t.intermediate_values))  # per-epoch val_oa = what Optuna saw
+        if t.state == TrialState.PRUNED:
+            assert run.info.status == "KILLED" and run.data.tags[TAG_STATE] == "PRUNED"
+            assert len(t.intermediate_values) < 3
+        else:
+            assert run.info.status == "FINISHED" and run.data.tags[TAG_STATE] == "COMPLETE"
+            assert run.data.metrics["val_oa"] == pytest.approx(t.value)
+        assert not any(k.startswith("test_") for k in run.data.metrics)
+    exported = json.loads(Path("best.json").read_text())
+    assert exported == json.loads(json.dumps(best_config(s)))
+
+    # The best config, applied by `bench run --config-from-study`, is what the run records.
+    code = main(["run", "--plugins", "two-branch-cnn", "--datasets", "synthetic", "--config-from-study", CNN_STUDY,
+                 "--storage", default_storage_url()])
+    assert code == 0
+    (cell,) = MLflowTracker(None, "bench").runs()
+    best = s.best_trial
+    assert cell.info.status == "FINISHED" and cell.data.params["profile"] == "fast"
+    assert cell.data.params["train.lr"] == str(best.params["lr"])
+    assert cell.data.params["model.dropout"] == str(best.params["dropout"])
+    assert cell.data.params["model.spectral_width"] == str(best.params["width"])
+    assert cell.data.params["train.epochs"] == "3"
+    assert cell.data.tags["bench.config_from_study"] == CNN_STUDY
+    assert cell.data.tags["bench.config_from_trial"] == str(best.number)
+    assert opened == ["open_test"]  # the benchmark run opens it, once
+
+
+def test_tune_with_two_jobs_shares_one_study_across_worker_processes(capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["tune", "--plugin", "svm", "--dataset", "synthetic", "--trials", "4", "--jobs", "2"])
+    assert code == 0, capsys.readouterr().err
+    s = study(SVM_STUDY)
+    finished = [t for t in s.trials if t.state == TrialState.COMPLETE]
+    assert 4 <= len(finished) <= 5  # each worker checks the budget before its next trial
+    assert len(s.trials) == len(finished)
+    tracker = MLflowTracker(None, "bench-tune")
+    parent_id = s.user_attrs[ATTR_PARENT_RUN]
+    children = [r for r in tracker.runs() if r.info.run_id != parent_id]
+    assert len(children) == len(finished)
+    assert {r.data.tags[TAG_PARENT] for r in children} == {parent_id}
+    workers = {r.data.tags["bench.worker"].rsplit(":", 1)[1] for r in children}
+    assert str(os.getpid()) not in workers  # the trials ran in the worker processes
+    params = [(t.params["C"], t.params["gamma"]) for t in finished]
+    assert len(set(params)) == len(params)  # workers sampled different points
+    assert np.isfinite([t.value for t in finished]).all()
+
+
+def test_tune_errors_and_export(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tune"]) == 2
+    assert "--plugin NAME and --dataset NAME" in capsys.readouterr().err
+
+    assert main(["tune", "export", "--study", "missing"]) == 2
+    err = capsys.readouterr().err
+    assert "no study 'missing'" in err and "studies there" in err
+
+    assert main(["tune", "--plugin", "svm", "--dataset", "synthetic", "--trials", "1"]) == 0
+    capsys.readouterr()
+    assert main(["tune", "--plugin", "svm", "--dataset", "synthetic", "--trials", "1", "--seed", "1"]) == 2
+    assert "made with other settings (seed: study has 0, asked 1)" in capsys.readouterr().err
+
+    assert main(["tune", "export", "--study", SVM_STUDY]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["method"] == "svm" and printed["trial"] == 0
+    assert set(printed["overrides"]["model"]) == {"C", "gamma"}
+    assert printed["value"] == pytest.approx(study(SVM_STUDY).best_value)
