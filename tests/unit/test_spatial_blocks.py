@@ -6,7 +6,6 @@ Also the two-decimal leakage of the official Houston2013 maps (issue 3) and the
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,16 +17,10 @@ from bench_core import Scene, SplitError, SplitProtocol, SplitSpec, load_plugins
 from bench_core.splits import make_split, patch_leakage, window_cover
 from bench_plugins import protocols
 from bench_plugins.protocols import SPATIAL_BLOCKS_DEFAULTS, per_class_split, spatial_blocks_split
+from tests.conftest import SHARED
 
 
-def _repo_root() -> Path:
-    for folder in Path(__file__).resolve().parents:
-        if (folder / "pyproject.toml").is_file():
-            return folder
-    raise RuntimeError("no pyproject.toml above the tests")
-
-
-HOUSTON = _repo_root().parent / "shared" / "data" / "houston2013-labels"
+HOUSTON = SHARED / "data" / "houston2013-labels"
 HOUSTON_TR = HOUSTON / "2013_IEEE_GRSS_DF_Contest_Samples_TR.tif"
 HOUSTON_VA = HOUSTON / "2013_IEEE_GRSS_DF_Contest_Samples_VA.tif"
 

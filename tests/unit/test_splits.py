@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,16 +14,10 @@ from hypothesis import strategies as st
 
 from bench_core import ConfigError, Scene, SplitError, SplitProtocol, SplitSpec
 from bench_core.splits import Split, carve_validation, make_split, patch_leakage, round_half_up
+from tests.conftest import SHARED
 
 
-def _repo_root() -> Path:
-    for folder in Path(__file__).resolve().parents:
-        if (folder / "pyproject.toml").is_file():
-            return folder
-    raise RuntimeError("no pyproject.toml above the tests")
-
-
-HOUSTON = _repo_root().parent / "shared" / "data" / "houston2013-labels"
+HOUSTON = SHARED / "data" / "houston2013-labels"
 HOUSTON_TR = HOUSTON / "2013_IEEE_GRSS_DF_Contest_Samples_TR.tif"
 HOUSTON_VA = HOUSTON / "2013_IEEE_GRSS_DF_Contest_Samples_VA.tif"
 
