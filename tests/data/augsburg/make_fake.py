@@ -68,20 +68,26 @@ def write_hong(folder: Path, seed: int, shape: tuple[int, int], k: int, bands: d
     return [*names, "TrainImage.mat", "TestImage.mat"]
 
 
-def make_fake(folder: Path, seed: int = 0, layout: str = "ouc", *, mat_version: str = "5",
-              shape: tuple[int, int] = SHAPE) -> dict[str, str]:
-    """Write fake Augsburg files of ``layout`` into ``folder``; returns ``{file name: sha256}``."""
+def write_layout(folder: Path, name: str, zip_root: str, seed: int, layout: str, mat_version: str,
+                 shape: tuple[int, int], k: int, bands: dict[str, int], dsm: bool) -> dict[str, str]:
+    """Write one Hong et al. 2021 dataset (Augsburg or Berlin) in ``layout``; ``{file name: sha256}``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if layout == "ouc":
-        names = write_ouc(folder, NAME, seed, shape, NUM_CLASSES, BANDS, mat_version)
+        names = write_ouc(folder, name, seed, shape, k, bands, mat_version)
     elif layout == "ouc-zip":
         with tempfile.TemporaryDirectory() as tmp:
-            inner = write_ouc(Path(tmp), NAME, seed, shape, NUM_CLASSES, BANDS, mat_version)
-            fakes.write_zip(folder / f"{NAME}-ouc.zip", {f"Augsburg/{n}": Path(tmp) / n for n in inner})
-        names = [f"{NAME}-ouc.zip"]
+            inner = write_ouc(Path(tmp), name, seed, shape, k, bands, mat_version)
+            fakes.write_zip(folder / f"{name}-ouc.zip", {f"{zip_root}/{n}": Path(tmp) / n for n in inner})
+        names = [f"{name}-ouc.zip"]
     elif layout == "hong":
-        names = write_hong(folder, seed, shape, NUM_CLASSES, BANDS, mat_version, dsm=True)
+        names = write_hong(folder, seed, shape, k, bands, mat_version, dsm=dsm)
     else:
         raise ValueError(f"layout {layout!r}: expected one of {LAYOUTS}")
     return fakes.checksums(folder, names)
+
+
+def make_fake(folder: Path, seed: int = 0, layout: str = "ouc", *, mat_version: str = "5",
+              shape: tuple[int, int] = SHAPE) -> dict[str, str]:
+    """Write fake Augsburg files of ``layout`` into ``folder``; returns ``{file name: sha256}``."""
+    return write_layout(folder, NAME, "Augsburg", seed, layout, mat_version, shape, NUM_CLASSES, BANDS, dsm=True)

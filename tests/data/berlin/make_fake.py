@@ -7,11 +7,9 @@ files (what a 1723 x 476 x 244 double cube often needs). Returns ``{file name: s
 
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
-from tests.data import fakes
-from tests.data.augsburg.make_fake import write_hong, write_ouc
+from tests.data.augsburg.make_fake import write_layout
 
 NAME = "berlin"
 BANDS = {"hsi": 244, "sar": 4}
@@ -23,17 +21,4 @@ LAYOUTS = ("ouc", "ouc-zip", "hong")
 def make_fake(folder: Path, seed: int = 0, layout: str = "ouc", *, mat_version: str = "5",
               shape: tuple[int, int] = SHAPE) -> dict[str, str]:
     """Write fake Berlin files of ``layout`` into ``folder``; returns ``{file name: sha256}``."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    if layout == "ouc":
-        names = write_ouc(folder, NAME, seed, shape, NUM_CLASSES, BANDS, mat_version)
-    elif layout == "ouc-zip":
-        with tempfile.TemporaryDirectory() as tmp:
-            inner = write_ouc(Path(tmp), NAME, seed, shape, NUM_CLASSES, BANDS, mat_version)
-            fakes.write_zip(folder / f"{NAME}-ouc.zip", {f"Berlin/{n}": Path(tmp) / n for n in inner})
-        names = [f"{NAME}-ouc.zip"]
-    elif layout == "hong":
-        names = write_hong(folder, seed, shape, NUM_CLASSES, BANDS, mat_version, dsm=False)
-    else:
-        raise ValueError(f"layout {layout!r}: expected one of {LAYOUTS}")
-    return fakes.checksums(folder, names)
+    return write_layout(folder, NAME, "Berlin", seed, layout, mat_version, shape, NUM_CLASSES, BANDS, dsm=False)
