@@ -10,23 +10,29 @@ KILLED and stops.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import subprocess
-import tempfile
-import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 import bench_core
 from bench_core.errors import ConfigError, RegistryError
+from bench_core.pipeline import (
+    RunLifecycle,
+    build_and_fit,
+    cell_metrics,
+    evaluate_test,
+    load_scene,
+    make_cell_split,
+    method_tags,
+    prepare,
+    write_cell_artifacts,
+)
 from bench_core.plugins import PluginHost, select
-from bench_core.specs import DatasetContext, DatasetSpec, MethodSpec, ResolvedConfig, SplitSpec
+from bench_core.specs import DatasetSpec, MethodSpec, ResolvedConfig, SplitSpec
 
 if TYPE_CHECKING:
     from bench_core.scene import Scene
@@ -306,11 +312,8 @@ def run_grid(
 def _load_scene(host: PluginHost, name: str, request: GridRequest, cache: dict[str, Any]) -> Scene:
     """Load each dataset once per grid; a dataset that fails to load fails each of its cells."""
     if name not in cache:
-        spec = host.datasets.get(name)
         try:
-            from bench_core.tracking import bench_home
-
-            cache[name] = spec.load(DatasetContext(data_dir=request.data_dir, cache_dir=bench_home() / "cache"))
+            cache[name] = load_scene(host.datasets.get(name), request.data_dir)
         except Exception as exc:  # re-raised for every cell of this dataset
             cache[name] = exc
     value = cache[name]
@@ -362,19 +365,11 @@ def run_cell(
         f"{cell.method} ({cell.profile} profile) on {cell.dataset}, split {cell.split.display}, "
         f"seed {cell.seed}. Test pixels scored once each; model chosen without the test split."
     )
-    run = tracker.start_run(cell.display_id, tags, description)
-    log_buffer = io.StringIO()
-    handler = logging.StreamHandler(log_buffer)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger("bench")
-    root.addHandler(handler)
-    previous_level = root.level
-    root.setLevel(logging.INFO)
-    result = CellResult("RUNNING", run_id=run.run_id)
-    status = "FAILED"
-    with tempfile.TemporaryDirectory(prefix="bench-cell-") as tmp:
-        out = Path(tmp)
-        try:
+    result = CellResult("RUNNING")
+    life = RunLifecycle(tracker, cell.display_id, tags, description, suppress=True)
+    try:
+        with life:
+            result.run_id = life.run.run_id
             params: dict[str, object] = {
                 "method": cell.method,
                 "profile": cell.profile,
@@ -386,35 +381,17 @@ def run_cell(
             }
             if cell.config is not None:
                 params.update(cell.config.to_params())
-            run.log_params(params)
+            life.run.log_params(params)
             host.cell_started(cell)
             if cell.load_error is not None:
                 raise RegistryError(cell.load_error)
             device = resolve_device(request.device)
-            run.set_tags({"bench.device": str(device)})
-            metrics = _execute(host, cell, request, scenes, run, out, device, reporter)
-            result.metrics = metrics
-            status = "FINISHED"
-        except KeyboardInterrupt:
-            status = "KILLED"
-            result.error = "interrupted (Ctrl-C)"
-            (out / "traceback.txt").write_text("KeyboardInterrupt: interrupted by the user\n")
-            raise
-        except Exception as exc:
-            result.error = f"{type(exc).__name__}: {exc}"
-            (out / "traceback.txt").write_text(traceback.format_exc())
-            log.error("cell %s failed: %s", cell.display_id, result.error)
-            run.set_tags({"bench.error": result.error[:4000]})
-        finally:
-            root.removeHandler(handler)
-            root.setLevel(previous_level)
-            (out / "log.txt").write_text(log_buffer.getvalue())
-            try:
-                run.log_artifacts(out)
-            finally:
-                run.end(status)
-                result.status = status
-                host.cell_finished(cell, result)
+            life.run.set_tags({"bench.device": str(device)})
+            result.metrics = _execute(host, cell, request, scenes, life, device, reporter)
+    finally:
+        if life.status != "RUNNING":  # the run was started and is now closed
+            result.status, result.error = life.status, life.error
+            host.cell_finished(cell, result)
     return result
 
 
@@ -423,42 +400,27 @@ def _execute(
     cell: Cell,
     request: GridRequest,
     scenes: dict[str, Any],
-    run: Any,
-    out: Path,
+    life: RunLifecycle,
     device: Any,
     reporter: Reporter,
 ) -> dict[str, float]:
-    """Load, split, train, evaluate once on the test split, and log everything."""
-    import torch
+    """The cell pipeline: load, split, prepare, build and fit, evaluate once on test, record."""
+    from bench_core.timing import PeakMemory, environment
+    from bench_core.training import Trainer
 
-    from bench_core import artifacts
-    from bench_core.metrics import compute_scores
-    from bench_core.splits import make_split
-    from bench_core.timing import (
-        PeakMemory,
-        Stopwatch,
-        count_parameters,
-        environment,
-        flops_per_sample,
-        measure_throughput,
-    )
-    from bench_core.training import Trainer, TrainData
-
+    run = life.run
     spec: MethodSpec = host.methods.get(cell.method)
     assert cell.config is not None
     config = cell.config
     scene = _load_scene(host, cell.dataset, request, scenes)
     patch = spec.effective_patch_size(config.train)
-    split = make_split(scene, cell.split, host.splits.get(cell.split.protocol), cell.seed, patch_size=patch)
-    labels = np.asarray(scene.labels).reshape(-1)
-    inputs = scene.inputs_for(spec.modalities, f"method {spec.name!r}")
-    info = scene.info(spec.modalities, f"method {spec.name!r}", patch_size=patch)
+    split = make_cell_split(scene, cell.split, host.splits.get(cell.split.protocol), cell.seed, patch)
+    data = prepare(spec, config, scene, split.train, split.val, cell.train_seed)
     env = environment(device)
     run.set_tags({f"bench.env.{k}": v for k, v in env.items()})
     # Checksums of the files the scene was built from (real datasets).
     run.set_tags({f"bench.data_sha256.{name}": sha for name, sha in scene.metadata.get("sha256", {}).items()})
     run.log_params({"normalisation": scene.metadata.get("normalisation", "as provided by the dataset")})
-    counts = split.class_counts(scene.labels, num_classes=scene.num_classes)
     log.info(
         "split %s: %d train, %d val, %d test pixels, leakage %.4f at patch %d",
         cell.split.display, split.train.size, split.val.size, split.num_test, split.leakage, patch,
@@ -474,115 +436,17 @@ def _execute(
         reporter.epoch(cell, epoch, config.train.epochs, values)
 
     trainer = Trainer(device=device, seed=cell.train_seed, on_epoch_end=on_epoch_end)
-    model = trainer.build(spec, config, info)
-    data = TrainData(
-        inputs=inputs,
-        train_index=split.train,
-        train_targets=labels[split.train] - 1,
-        val_index=split.val,
-        val_targets=labels[split.val] - 1,
-        num_classes=scene.num_classes,
-    )
-    is_module = isinstance(model, torch.nn.Module)
-    # One sample = one patch (patch methods) or one crop (dense methods); FLOPs do not
-    # depend on the values, and the same input warms up inference before it is timed.
-    example = {k: torch.zeros(1, v.shape[0], patch, patch, device=device) for k, v in inputs.items()}
-    if is_module and any(type(m).__module__.startswith("bench_core.ops") for m in model.modules()):
-        from bench_core.ops import default_scan_backend
-
-        run.set_tags({"bench.scan_backend": default_scan_backend(device)})  # which scan really ran
     with PeakMemory(device) as peak:
-        fit = trainer.fit(spec, model, config, data)
-        if is_module:
-            _warm_up(model, example, device)
-
-        # The test split is opened here, after training, and only here.
-        test_index = split.open_test()
-        with Stopwatch(device) as infer_clock:
-            predicted = trainer.predict(spec, model, config, inputs, test_index)
-    truth = labels[test_index] - 1
-    scores = compute_scores(truth, predicted, scene.num_classes)
-
-    total, trainable = count_parameters(model)
-    flops = flops_per_sample(model, example if is_module else {})
-
-    metrics: dict[str, float] = dict(scores.as_metrics(scene.class_names, prefix="test_"))
-    metrics.update(
-        {
-            "time_train_s": fit.time_train_s,
-            "time_val_s": fit.time_val_s,
-            "time_infer_s": infer_clock.elapsed,
-            "throughput_infer": measure_throughput(int(test_index.size), infer_clock.elapsed),
-            "params_total": float(total),
-            "params_trainable": float(trainable),
-            "mem_peak_bytes": float(peak.peak_bytes),
-            "split_leakage": 100.0 * split.leakage,
-            "n_train": float(split.train.size),
-            "n_val": float(split.val.size),
-            "n_test": float(test_index.size),
-            "epochs_run": float(fit.epochs_run),
-        }
-    )
-    if flops is not None:
-        metrics["flops_per_sample"] = float(flops)
-    if fit.final_val_oa is not None:
-        metrics["val_oa"] = 100.0 * fit.final_val_oa
-    if fit.best_val_oa is not None:
-        metrics["val_oa_best"] = 100.0 * fit.best_val_oa
-    for name, seconds in fit.stage_times.items():
-        metrics[f"time_stage_{name}_s"] = seconds
+        fitted = build_and_fit(data, trainer, on_built=lambda model: run.set_tags(method_tags(model, device)))
+        test = evaluate_test(fitted, data, split)
+    metrics = cell_metrics(data, split, fitted, test, peak.peak_bytes)
     run.log_metrics(metrics)
-    run.set_tags({"bench.stop_reason": fit.stop_reason, "bench.mem_kind": peak.kind})
-
-    # Artifacts: tables, figures, predictions, config.
-    names = scene.class_names
-    artifacts.write_confusion_csv(out / "confusion_matrix.csv", scores.confusion, names)
-    artifacts.plot_confusion(out / "confusion_matrix.png", scores.confusion, names, cell.display_id)
-    artifacts.write_per_class_csv(
-        out / "per_class.csv", names, scores.per_class_accuracy, scores.per_class_f1, scores.support,
-        train_counts=counts["train"],
-    )
-    artifacts.save_predictions(out / "predictions_test.npz", test_index, predicted, truth)
-    artifacts.write_json(
-        out / "config.json",
-        {
-            "cell": cell.display_id,
-            "cell_key": cell.key,
-            "config": config.to_dict(),
-            "split": {
-                "name": cell.split.display,
-                "val_fraction": cell.split.val_fraction,
-                "leakage": split.leakage,
-                "patch_size": patch,
-            },
-            "fit": {"stop_reason": fit.stop_reason, "history": fit.history, "best_epoch": fit.best_epoch},
-            "environment": env,
-        },
-    )
-    scene_map = trainer.predict_scene(spec, model, config, inputs)
-    artifacts.plot_classification_map(
-        out / "classification_map.png",
-        scene_map,
-        np.asarray(scene.labels),
-        names,
-        artifacts.palette_for(scene.num_classes, scene.palette),
-        f"{cell.display_id}  OA {100 * scores.oa:.2f}%",
+    run.log_params(fitted.fit.optimizer_params)
+    run.set_tags({"bench.stop_reason": fitted.fit.stop_reason, "bench.mem_kind": peak.kind})
+    write_cell_artifacts(
+        life.out, cell.display_id, data, split, fitted, test, {"cell_key": cell.key, "environment": env}
     )
     return metrics
-
-
-def _warm_up(model: Any, example: Mapping[str, Any], device: Any) -> None:
-    """One untimed forward pass so that inference timing excludes first-call costs."""
-    import torch
-
-    from bench_core.timing import synchronize
-
-    was_training = model.training
-    model.eval()
-    with torch.inference_mode():
-        model(dict(example))
-    synchronize(device)
-    model.train(was_training)
 
 
 def summary_rows(outcome: GridOutcome) -> list[dict[str, Any]]:

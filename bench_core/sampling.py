@@ -232,16 +232,38 @@ class CropSampler:
         cols = corner(centre % self.width, self.width, u[1])
         return rows, cols
 
+    def grid_positions(self, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-left corners of the crops centred every ``stride`` pixels that hold a training pixel.
+
+        Centres are at rows/cols ``0, stride, 2 * stride, ...`` of the scene, so a crop
+        reaches ``crop_size // 2`` pixels past the border (padded as for random crops).
+        This is how the M3amba reference code builds one epoch of training crops.
+        """
+        if not isinstance(stride, int) or isinstance(stride, bool) or stride < 1:
+            raise ConfigError(f"crop grid stride = {stride!r}: expected a positive integer (e.g. 'grid:8')")
+        p = self.pad
+        centre_rows = torch.arange(0, self.height, stride)
+        centre_cols = torch.arange(0, self.width, stride)
+        rows = centre_rows.repeat_interleave(centre_cols.numel())
+        cols = centre_cols.repeat(centre_rows.numel())
+        # In padded coordinates a crop centred at c starts at c - p + p = c.
+        holds = (self.target_views.cpu()[rows, cols] != IGNORE_INDEX).flatten(1).any(dim=1)
+        return rows[holds] - p, cols[holds] - p
+
+    def crops_at(self, rows: torch.Tensor, cols: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """Crops with top-left corners ``(rows, cols)`` (scene coordinates) and their targets."""
+        rows = (rows + self.pad).to(self.device)
+        cols = (cols + self.pad).to(self.device)
+        crops = {name: view[rows, cols] for name, view in self.views.items()}
+        return crops, self.target_views[rows, cols]
+
     def sample(self, n: int, generator: torch.Generator) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """``n`` crops ``{name: (n, C, s, s)}`` and their targets (n, s, s) int64, on the device.
 
         ``generator`` is a CPU :class:`torch.Generator`; the same state gives the same crops.
         """
         rows, cols = self.positions(n, generator)
-        rows = (rows + self.pad).to(self.device)
-        cols = (cols + self.pad).to(self.device)
-        crops = {name: view[rows, cols] for name, view in self.views.items()}
-        return crops, self.target_views[rows, cols]
+        return self.crops_at(rows, cols)
 
 
 # --------------------------------------------------------------------------- dense inference
@@ -253,6 +275,64 @@ def window_starts(length: int, size: int, stride: int) -> list[int]:
     if starts[-1] + size < length:
         starts.append(length - size)
     return starts
+
+
+def _window_grid(height: int, width: int, size: int, overlap: float) -> tuple[int, int, list[tuple[int, int]]]:
+    """(padded H, padded W, window top-left corners in row-major order) of the sliding windows."""
+    if not 0.0 <= overlap < 1.0:
+        raise ConfigError(f"overlap = {overlap!r}: expected 0 <= overlap < 1")
+    full_h, full_w = max(height, size), max(width, size)
+    stride = max(1, int(size * (1.0 - overlap)))
+    grid = [(r, c) for r in window_starts(full_h, size, stride) for c in window_starts(full_w, size, stride)]
+    return full_h, full_w, grid
+
+
+def _blend_windows(
+    forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    inputs: Mapping[str, np.ndarray],
+    size: int,
+    grid: list[tuple[int, int]],
+    full_shape: tuple[int, int],
+    num_classes: int | None,
+    batch_size: int,
+    pad_mode: str,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed logits (K, H', W') and window counts (H', W') of ``grid``'s windows, in grid order."""
+    height, width = _scene_shape(inputs)
+    full_h, full_w = full_shape
+    s = size
+    padded = {
+        name: torch.from_numpy(_pad(arr, (0, 0), (full_h - height, full_w - width), pad_mode)).to(device)
+        for name, arr in inputs.items()
+    }
+    views = {name: _windows(t, s) for name, t in padded.items()}
+    count = torch.zeros((full_h, full_w), dtype=torch.float32, device=device)
+    total: torch.Tensor | None = None
+    with torch.inference_mode():
+        for first in range(0, len(grid), batch_size):
+            chunk = grid[first : first + batch_size]
+            rows = torch.tensor([r for r, _ in chunk], device=device)
+            cols = torch.tensor([c for _, c in chunk], device=device)
+            out = forward({name: view[rows, cols] for name, view in views.items()})
+            if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[0] != len(chunk) \
+                    or tuple(out.shape[2:]) != (s, s) \
+                    or (num_classes is not None and out.shape[1] != num_classes):
+                k = "K" if num_classes is None else num_classes
+                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                raise ModelOutputError(
+                    f"dense forward returned {got} for {len(chunk)} windows of {s}x{s}; expected "
+                    f"logits of shape ({len(chunk)}, {k}, {s}, {s})"
+                )
+            if total is None:
+                total = torch.zeros((out.shape[1], full_h, full_w), dtype=torch.float32, device=device)
+            out = out.to(torch.float32)
+            # Loop over windows (few), never over pixels; keeps the sum order fixed.
+            for i, (r, c) in enumerate(chunk):
+                total[:, r : r + s, c : c + s] += out[i]
+                count[r : r + s, c : c + s] += 1.0
+    assert total is not None
+    return total, count
 
 
 def sliding_window_logits(
@@ -281,46 +361,64 @@ def sliding_window_logits(
     _check_size("crop_size", crop_size, odd=False)
     _check_size("batch_size", batch_size, odd=False)
     _check_pad_mode(pad_mode)
-    if not 0.0 <= overlap < 1.0:
-        raise ConfigError(f"overlap = {overlap!r}: expected 0 <= overlap < 1")
     height, width = _scene_shape(inputs)
-    device = torch.device(device)
-    s = crop_size
-    full_h, full_w = max(height, s), max(width, s)
-    padded = {
-        name: torch.from_numpy(_pad(arr, (0, 0), (full_h - height, full_w - width), pad_mode)).to(device)
-        for name, arr in inputs.items()
-    }
-    views = {name: _windows(t, s) for name, t in padded.items()}
-    stride = max(1, int(s * (1.0 - overlap)))
-    grid = [(r, c) for r in window_starts(full_h, s, stride) for c in window_starts(full_w, s, stride)]
-    count = torch.zeros((full_h, full_w), dtype=torch.float32, device=device)
-    total: torch.Tensor | None = None
-    with torch.inference_mode():
-        for first in range(0, len(grid), batch_size):
-            chunk = grid[first : first + batch_size]
-            rows = torch.tensor([r for r, _ in chunk], device=device)
-            cols = torch.tensor([c for _, c in chunk], device=device)
-            out = forward({name: view[rows, cols] for name, view in views.items()})
-            if not isinstance(out, torch.Tensor) or out.ndim != 4 or out.shape[0] != len(chunk) \
-                    or tuple(out.shape[2:]) != (s, s) \
-                    or (num_classes is not None and out.shape[1] != num_classes):
-                k = "K" if num_classes is None else num_classes
-                got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                raise ModelOutputError(
-                    f"dense forward returned {got} for {len(chunk)} windows of {s}x{s}; expected "
-                    f"logits of shape ({len(chunk)}, {k}, {s}, {s})"
-                )
-            if total is None:
-                total = torch.zeros((out.shape[1], full_h, full_w), dtype=torch.float32, device=device)
-            out = out.to(torch.float32)
-            # Loop over windows (few), never over pixels; keeps the sum order fixed.
-            for i, (r, c) in enumerate(chunk):
-                total[:, r : r + s, c : c + s] += out[i]
-                count[r : r + s, c : c + s] += 1.0
-    assert total is not None
+    full_h, full_w, grid = _window_grid(height, width, crop_size, overlap)
+    total, count = _blend_windows(
+        forward, inputs, crop_size, grid, (full_h, full_w), num_classes, batch_size, pad_mode, torch.device(device)
+    )
     logits = (total / count)[:, :height, :width].contiguous()
     return logits, count[:height, :width].contiguous()
+
+
+def sliding_window_logits_at(
+    forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    inputs: Mapping[str, np.ndarray],
+    crop_size: int,
+    index: np.ndarray | torch.Tensor,
+    num_classes: int | None,
+    *,
+    overlap: float = 0.5,
+    batch_size: int = 16,
+    pad_mode: str = "reflect",
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, int]:
+    """Dense logits (N, K) at the flat pixels ``index``, equal to :func:`sliding_window_logits` there.
+
+    Only the windows of the whole-scene grid that contain at least one indexed pixel are
+    run. Those are all the windows covering each indexed pixel, blended in the same order,
+    so every indexed pixel gets the same average as whole-scene prediction gives it. This
+    is what makes dense validation cheap: a few validation pixels need a few windows, not
+    the scene.
+
+    Returns:
+        ``(logits (N, K) float32 on device, windows run)``.
+    """
+    _check_size("crop_size", crop_size, odd=False)
+    _check_size("batch_size", batch_size, odd=False)
+    _check_pad_mode(pad_mode)
+    height, width = _scene_shape(inputs)
+    flat = as_index(index, height * width)
+    full_h, full_w, grid = _window_grid(height, width, crop_size, overlap)
+    if flat.numel() == 0:
+        k = num_classes if num_classes is not None else 0
+        return torch.zeros((0, k), dtype=torch.float32, device=torch.device(device)), 0
+    # Integral image of the wanted pixels: windows holding at least one of them, in O(1) each.
+    wanted = np.zeros((full_h + 1, full_w + 1), dtype=np.int64)
+    rows, cols = np.divmod(flat.numpy(), width)
+    np.add.at(wanted, (rows + 1, cols + 1), 1)
+    integral = wanted.cumsum(0).cumsum(1)
+    s = crop_size
+    chosen = [
+        (r, c) for r, c in grid
+        if integral[r + s, c + s] - integral[r, c + s] - integral[r + s, c] + integral[r, c] > 0
+    ]
+    total, count = _blend_windows(
+        forward, inputs, s, chosen, (full_h, full_w), num_classes, batch_size, pad_mode, torch.device(device)
+    )
+    rows_t = torch.from_numpy(rows).to(total.device)
+    cols_t = torch.from_numpy(cols).to(total.device)
+    logits = (total[:, rows_t, cols_t] / count[rows_t, cols_t]).T.contiguous()
+    return logits, len(chosen)
 
 
 __all__ = [
@@ -331,5 +429,6 @@ __all__ = [
     "SamplingError",
     "as_index",
     "sliding_window_logits",
+    "sliding_window_logits_at",
     "window_starts",
 ]

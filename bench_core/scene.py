@@ -175,6 +175,7 @@ class Scene:
             num_classes=self.num_classes,
             class_names=self.class_names,
             image_shape=self.shape,
+            x_modalities=self.aux_modalities if AUX in requested else (),
             **extra,
         )
 
@@ -190,6 +191,10 @@ class SceneInfo:
         class_names: the K class names.
         image_shape: (H, W) of the whole scene.
         patch_size: patch side for patch methods, crop side for dense methods, 1 for pixel methods.
+        x_modalities: the scene modalities stacked, in order, into the ``"x"`` input
+            (``("sar",)``, ``("lidar",)``); empty when the method did not ask for ``"x"``.
+        seed: the cell's training seed. ``build`` runs under it already; a method that seeds
+            something of its own (a subsampling RNG, a stand-in's random weights) uses this.
     """
 
     dataset: str
@@ -198,6 +203,8 @@ class SceneInfo:
     class_names: tuple[str, ...]
     image_shape: tuple[int, int]
     patch_size: int = 1
+    x_modalities: tuple[str, ...] = ()
+    seed: int = 0
 
 
 def labels_to_targets(labels: np.ndarray) -> np.ndarray:

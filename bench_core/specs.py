@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -58,7 +58,13 @@ class TrainConfig:
     power: float = 0.9
     steps_per_epoch: int | None = None
     """Optimizer steps per epoch; ``None`` = one pass over the training pixels (patch/pixel)
-    or ``ceil(train pixels / (batch_size * 64))`` crops batches (dense)."""
+    or, for dense methods, as ``crops_per_epoch`` says. When both are set, this caps the
+    steps of a ``crops_per_epoch`` epoch."""
+    crops_per_epoch: int | str | None = None
+    """Dense methods: what one epoch is. ``None`` = ``ceil(train pixels / (batch_size * 64))``
+    batches of random crops around training pixels; an int N = N random crops
+    (``ceil(N / batch_size)`` steps); ``"grid:K"`` = every crop centred on a stride-K grid
+    that holds a training pixel, in a shuffled order (the M3amba reference's epoch)."""
     patch_size: int | None = None
     """Patch side (patch methods, odd) or crop side (dense methods); ``None`` = the spec's default."""
     val_every: int = 1
@@ -68,6 +74,9 @@ class TrainConfig:
     """Restore the weights of the best validation epoch before the final evaluation."""
     grad_clip: float | None = None
     eval_batch_size: int = 256
+    no_decay_1d: bool = False
+    """Give weight decay 0 to every 1-D parameter (biases, norm scales), as timm and many
+    transformer recipes do. Parameters flagged ``_no_weight_decay = True`` always get 0."""
 
     def __post_init__(self) -> None:
         positive_ints = ("epochs", "batch_size", "step_size", "val_every", "eval_batch_size")
@@ -79,6 +88,17 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, int) or value < 1):
                 raise ConfigError(f"train.{name} = {value!r}: expected a positive integer or null")
+        crops = self.crops_per_epoch
+        if crops is not None and crop_grid_stride(crops) is None and (
+            not isinstance(crops, int) or isinstance(crops, bool) or crops < 1
+        ):
+            raise ConfigError(
+                f"train.crops_per_epoch = {crops!r}: expected null, a positive integer (random crops "
+                f"per epoch) or 'grid:K' with K a positive integer (every stride-K crop holding a "
+                f"training pixel), e.g. 'grid:8'"
+            )
+        if not isinstance(self.no_decay_1d, bool):
+            raise ConfigError(f"train.no_decay_1d = {self.no_decay_1d!r}: expected true or false")
         if not (self.lr > 0):
             raise ConfigError(f"train.lr = {self.lr!r}: expected a positive learning rate")
         choices = {
@@ -102,6 +122,14 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def crop_grid_stride(value: object) -> int | None:
+    """K of a ``"grid:K"`` ``crops_per_epoch`` value; ``None`` for anything else."""
+    if not isinstance(value, str) or not value.startswith("grid:"):
+        return None
+    text = value[len("grid:"):]
+    return int(text) if text.isdigit() and int(text) > 0 else None
 
 
 @dataclass(frozen=True)
@@ -251,7 +279,10 @@ class MethodSpec:
             raise ConfigError(f"config override section(s) {extra} unknown; expected 'train', 'model'")
         train = {**base.get("train", {}), **overrides.get("train", {})}
         model = _deep_merge(base.get("model", {}), overrides.get("model", {}))
-        return ResolvedConfig(profile=profile, train=TrainConfig.from_mapping(train), model=model)
+        resolved = TrainConfig.from_mapping(train)
+        # The patch/crop size is resolved here, once; every later step reads train.patch_size.
+        resolved = replace(resolved, patch_size=self.effective_patch_size(resolved))
+        return ResolvedConfig(profile=profile, train=resolved, model=model)
 
     def effective_patch_size(self, train: TrainConfig) -> int:
         """Patch side (patch methods), crop side (dense methods), 1 for pixel methods."""

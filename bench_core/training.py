@@ -14,9 +14,8 @@ from __future__ import annotations
 import logging
 import math
 import random
-import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench_core.errors import ConfigError, MissingModalityError, NonFiniteLossError
+from bench_core.metrics import compute_scores
 from bench_core.sampling import (
     CropSampler,
     ModelOutputError,
@@ -32,14 +32,19 @@ from bench_core.sampling import (
     SamplingError,
     as_index,
     sliding_window_logits,
+    sliding_window_logits_at,
 )
 from bench_core.scene import IGNORE_INDEX, SceneInfo
-from bench_core.specs import MethodSpec, PixelEstimator, ResolvedConfig, TrainConfig
-from bench_core.timing import resolve_device, synchronize
+from bench_core.specs import MethodSpec, PixelEstimator, ResolvedConfig, TrainConfig, crop_grid_stride
+from bench_core.timing import Stopwatch, resolve_device
 
 # Distinct streams derived from the one trainer seed (SeedSequence spawn keys).
 _STREAM_SHUFFLE = 1
 _STREAM_STAGE = 2
+_STREAM_WARMUP = 3
+
+Batches = Callable[[torch.Generator], Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]]
+"""One epoch of training batches, drawn with the given generator."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,10 @@ class FitResult:
     (pixel methods). ``history`` has one entry per epoch: ``epoch``, ``train_loss``,
     ``lr`` (the rate used during that epoch) and ``val_oa`` (in [0, 1]) when validated.
     ``final_val_oa`` is the validation OA of the model as returned (the best one when
-    ``restore_best`` restored it). ``time_train_s`` excludes validation and stages.
+    ``restore_best`` restored it). ``time_train_s`` excludes validation, stages and the
+    untimed warm-up step (``time_warmup_s``: one forward and backward pass before training,
+    no optimizer step, so that first-call costs stay out of ``time_train_s``).
+    ``optimizer_params`` describes the parameter groups (logged as run params).
     """
 
     epochs_run: int
@@ -114,7 +122,9 @@ class FitResult:
     final_val_oa: float | None = None
     time_train_s: float = 0.0
     time_val_s: float = 0.0
+    time_warmup_s: float = 0.0
     stage_times: dict[str, float] = field(default_factory=dict)
+    optimizer_params: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -184,7 +194,8 @@ class Trainer:
     def build(self, spec: MethodSpec, config: ResolvedConfig, info: SceneInfo) -> Any:
         """Seed, call ``spec.build(config.model, info)`` and move a module to the device."""
         self.seed_everything()
-        model = spec.build(config.model, info)
+        # The cell seed reaches build through info (a stand-in's random weights, a subsample).
+        model = spec.build(config.model, replace(info, seed=self.seed))
         if spec.input_kind == "pixel":
             if not isinstance(model, PixelEstimator):
                 raise ModelOutputError(
@@ -218,11 +229,9 @@ class Trainer:
         for number, stage in enumerate(spec.stages):
             generator = self._generator(_STREAM_STAGE, number)
             context = StageContext(model, config, data, self.device, generator)
-            synchronize(self.device)
-            start = time.perf_counter()
-            stage.run(context)
-            synchronize(self.device)
-            stage_times[stage.name] = time.perf_counter() - start
+            with Stopwatch(self.device) as clock:
+                stage.run(context)
+            stage_times[stage.name] = clock.elapsed
             self.log.info("method %s: stage %s took %.2f s", spec.name, stage.name, stage_times[stage.name])
         if spec.input_kind == "pixel":
             result = self._fit_estimator(spec, model, config, inputs, data)
@@ -235,15 +244,14 @@ class Trainer:
         self, spec: MethodSpec, model: Any, config: ResolvedConfig, inputs: dict[str, np.ndarray], data: TrainData
     ) -> FitResult:
         features = _pixel_features(inputs, data.train_index)
-        start = time.perf_counter()
-        model.fit(features, data.train_targets)
-        time_train = time.perf_counter() - start
-        result = FitResult(epochs_run=0, steps=0, stop_reason="estimator_fit", time_train_s=time_train)
+        with Stopwatch(self.device) as train_clock:
+            model.fit(features, data.train_targets)
+        result = FitResult(epochs_run=0, steps=0, stop_reason="estimator_fit", time_train_s=train_clock.elapsed)
         if data.val_index.size:
-            start = time.perf_counter()
-            predicted = self.predict(spec, model, config, inputs, data.val_index)
-            result.time_val_s = time.perf_counter() - start
-            result.best_val_oa = result.final_val_oa = float(np.mean(predicted == data.val_targets))
+            with Stopwatch(self.device) as val_clock:
+                predicted = self.predict(spec, model, config, inputs, data.val_index)
+            result.time_val_s = val_clock.elapsed
+            result.best_val_oa = result.final_val_oa = _accuracy(predicted, data)
         return result
 
     def _fit_module(
@@ -251,23 +259,39 @@ class Trainer:
     ) -> FitResult:
         train = config.train
         size = spec.effective_patch_size(train)
+        if train.crops_per_epoch is not None and spec.input_kind != "dense":
+            raise ConfigError(
+                f"train.crops_per_epoch = {train.crops_per_epoch!r} for {spec.input_kind} method "
+                f"{spec.name!r}: it applies to dense methods only; use train.steps_per_epoch"
+            )
         optimizer = make_optimizer(model, train, spec.name)
         scheduler = make_scheduler(optimizer, train)
         generator = self._generator(_STREAM_SHUFFLE)
         custom_loss = callable(getattr(model, "loss", None))
+
+        def loss_of(output: Any, y: torch.Tensor) -> torch.Tensor:
+            logits = _logits(output, spec.name)
+            _check_logits(logits, y, spec)
+            if custom_loss:
+                return model.loss(output, y)  # type: ignore[operator]
+            return F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX)
+
         if spec.input_kind == "patch":
             sampler = PatchSampler(inputs, size, device=self.device)
-            batches = self._patch_batches(sampler, data, train, generator)
+            batches = self._patch_batches(sampler, data, train)
 
             def validate() -> np.ndarray:
                 return self._predict_patches(spec, model, config, sampler, data.val_index)
         else:
-            batches = self._crop_batches(inputs, data, size, train, generator)
+            batches = self._crop_batches(inputs, data, size, train)
 
             def validate() -> np.ndarray:
-                return self.predict_scene(spec, model, config, inputs).reshape(-1)[data.val_index]
+                return self._predict_dense_at(spec, model, config, inputs, data.val_index)
 
         result = FitResult(epochs_run=0, steps=0, stop_reason="completed")
+        result.optimizer_params = describe_optimizer(model, train)
+        result.time_warmup_s = self._warm_up(model, batches, loss_of)
+        train_clock, val_clock = Stopwatch(self.device), Stopwatch(self.device)
         best_state: dict[str, torch.Tensor] | None = None
         checks_without_gain = 0
         has_val = data.val_index.size > 0
@@ -277,18 +301,13 @@ class Trainer:
         for epoch in range(1, train.epochs + 1):
             model.train()
             lr = float(optimizer.param_groups[0]["lr"])  # the rate this epoch trains with
-            synchronize(self.device)
-            start = time.perf_counter()
+            train_clock.start()
             loss_sum, weight = 0.0, 0
-            for step, (x, y) in enumerate(batches(), start=1):
-                output = model(x)
-                logits = _logits(output, spec.name)
-                _check_logits(logits, y, spec)
-                loss = model.loss(output, y) if custom_loss else F.cross_entropy(
-                    logits, y, ignore_index=IGNORE_INDEX
-                )
+            for step, (x, y) in enumerate(batches(generator), start=1):
+                loss = loss_of(model(x), y)
                 value = float(loss.detach())
                 if not math.isfinite(value):
+                    train_clock.stop()
                     raise NonFiniteLossError(
                         f"method {spec.name!r}: loss is {value} at epoch {epoch}, step {step} "
                         f"(lr {lr:g}); lower train.lr or set train.grad_clip"
@@ -303,18 +322,16 @@ class Trainer:
                 result.steps += 1
             if scheduler is not None:
                 scheduler.step()  # once per epoch, after the optimizer steps
-            synchronize(self.device)
-            result.time_train_s += time.perf_counter() - start
+            train_clock.stop()
             result.epochs_run = epoch
 
             metrics: dict[str, float] = {"epoch": float(epoch), "train_loss": loss_sum / max(weight, 1), "lr": lr}
             last = epoch == train.epochs
             # The last epoch is always validated so that final_val_oa describes the returned model.
             if has_val and (epoch % train.val_every == 0 or last):
-                start = time.perf_counter()
-                predicted = validate()
-                result.time_val_s += time.perf_counter() - start
-                val_oa = float(np.mean(predicted == data.val_targets))
+                val_clock.start()
+                val_oa = _accuracy(validate(), data)
+                val_clock.stop()
                 metrics["val_oa"] = val_oa
                 result.final_val_oa = val_oa
                 if result.best_val_oa is None or val_oa > result.best_val_oa:
@@ -324,6 +341,7 @@ class Trainer:
                         best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
                 else:
                     checks_without_gain += 1
+            result.time_train_s, result.time_val_s = train_clock.elapsed, val_clock.elapsed
             result.history.append(metrics)
             self.log.info("method %s epoch %d/%d: %s", spec.name, epoch, train.epochs,
                           ", ".join(f"{k} {v:.4g}" for k, v in metrics.items() if k != "epoch"))
@@ -341,9 +359,27 @@ class Trainer:
                           spec.name, result.best_epoch, result.best_val_oa)
         return result
 
-    def _patch_batches(
-        self, sampler: PatchSampler, data: TrainData, train: TrainConfig, generator: torch.Generator
-    ) -> Callable[[], Any]:
+    def _warm_up(self, model: nn.Module, batches: Batches, loss_of: Callable[[Any, torch.Tensor], torch.Tensor]) -> float:
+        """One untimed forward and backward pass; returns its seconds.
+
+        It pays the first-call costs (kernel selection, allocator growth, lazy inits) outside
+        ``time_train_s``. Nothing of it stays: no optimizer step, gradients cleared, buffers
+        (BatchNorm statistics) restored, the batch drawn from its own seed stream and the
+        global RNG state (dropout) restored, so training is the same as without it.
+        """
+        x, y = next(iter(batches(self._generator(_STREAM_WARMUP))))
+        buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        model.train()
+        with Stopwatch(self.device) as clock, torch.random.fork_rng(devices=devices):
+            loss_of(model(x), y).backward()
+        model.zero_grad(set_to_none=True)
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                b.copy_(buffers[name])
+        return clock.elapsed
+
+    def _patch_batches(self, sampler: PatchSampler, data: TrainData, train: TrainConfig) -> Batches:
         index = torch.from_numpy(data.train_index)
         targets = torch.from_numpy(data.train_targets).to(self.device)
         n = index.numel()
@@ -355,14 +391,8 @@ class Trainer:
             sampler.patches(index) if n * bands * sampler.patch_size**2 * 4 <= _PREGATHER_BYTES else None
         )
 
-        def epoch_batches() -> Any:
-            order = list(torch.randperm(n, generator=generator).split(train.batch_size))
-            if len(order) > 1 and order[-1].numel() == 1:
-                # A batch of one breaks BatchNorm in train mode; fold it into the previous.
-                order[-2:] = [torch.cat(order[-2:])]
-            if train.steps_per_epoch is not None:
-                order = order[: train.steps_per_epoch]
-            for chosen in order:
+        def epoch_batches(generator: torch.Generator) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+            for chosen in _shuffled_batches(n, train, generator):
                 if pregathered is not None:
                     batch = {k: v[chosen.to(v.device)] for k, v in pregathered.items()}
                 else:
@@ -371,25 +401,38 @@ class Trainer:
 
         return epoch_batches
 
-    def _crop_batches(
-        self,
-        inputs: dict[str, np.ndarray],
-        data: TrainData,
-        size: int,
-        train: TrainConfig,
-        generator: torch.Generator,
-    ) -> Callable[[], Any]:
+    def _crop_batches(self, inputs: dict[str, np.ndarray], data: TrainData, size: int, train: TrainConfig) -> Batches:
         height, width = data.image_shape
         target_map = np.full(height * width, IGNORE_INDEX, dtype=np.int64)
         target_map[data.train_index] = data.train_targets  # training pixels only
         sampler = CropSampler(inputs, target_map.reshape(height, width), size, device=self.device)
-        steps = train.steps_per_epoch or max(1, math.ceil(data.train_index.size / (train.batch_size * 64)))
+        stride = crop_grid_stride(train.crops_per_epoch)
+        if stride is not None:
+            rows, cols = sampler.grid_positions(stride)
+            if rows.numel() == 0:
+                raise ConfigError(
+                    f"train.crops_per_epoch = {train.crops_per_epoch!r}: no {size}x{size} crop centred on "
+                    f"the stride-{stride} grid holds a training pixel; use a stride <= the crop size"
+                )
 
-        def epoch_batches() -> Any:
-            for _ in range(steps):
-                yield sampler.sample(train.batch_size, generator)
+            def grid_batches(generator: torch.Generator) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+                for chosen in _shuffled_batches(rows.numel(), train, generator):
+                    yield sampler.crops_at(rows[chosen], cols[chosen])
 
-        return epoch_batches
+            return grid_batches
+        if isinstance(train.crops_per_epoch, int):
+            sizes = _batch_sizes(train.crops_per_epoch, train.batch_size)
+            if train.steps_per_epoch is not None:
+                sizes = sizes[: train.steps_per_epoch]
+        else:
+            default = max(1, math.ceil(data.train_index.size / (train.batch_size * 64)))
+            sizes = [train.batch_size] * (train.steps_per_epoch or default)
+
+        def random_batches(generator: torch.Generator) -> Iterator[tuple[dict[str, torch.Tensor], torch.Tensor]]:
+            for n in sizes:
+                yield sampler.sample(n, generator)
+
+        return random_batches
 
     # ----------------------------------------------------------------- predict
 
@@ -436,6 +479,28 @@ class Trainer:
             return np.zeros(0, dtype=np.int64)
         return torch.cat(chunks).numpy().astype(np.int64)
 
+    def _predict_dense_at(
+        self, spec: MethodSpec, model: nn.Module, config: ResolvedConfig, inputs: Mapping[str, np.ndarray],
+        flat: np.ndarray,
+    ) -> np.ndarray:
+        """Dense predictions at ``flat`` from only the sliding windows that cover those pixels.
+
+        Equal to whole-scene prediction at those pixels (same windows, same blending order);
+        validation uses it so that an epoch's check costs the windows around the validation
+        pixels, not the scene.
+        """
+        with _evaluating(model):
+            logits, _ = sliding_window_logits_at(
+                lambda x: _logits(model(x), spec.name),
+                inputs,
+                spec.effective_patch_size(config.train),
+                flat,
+                None,
+                batch_size=config.train.batch_size,
+                device=self.device,
+            )
+        return logits.argmax(dim=1).cpu().numpy().astype(np.int64)
+
     def predict_scene(
         self, spec: MethodSpec, model: Any, config: ResolvedConfig, inputs: Mapping[str, np.ndarray]
     ) -> np.ndarray:
@@ -475,6 +540,30 @@ class _evaluating:
         self.model.train(self.was_training)
 
 
+def _accuracy(predicted: np.ndarray, data: TrainData) -> float:
+    """Validation OA in [0, 1], through the same metric code as the test scores."""
+    return float(compute_scores(data.val_targets, predicted, data.num_classes).oa)
+
+
+def _shuffled_batches(n: int, train: TrainConfig, generator: torch.Generator) -> list[torch.Tensor]:
+    """A random order of ``n`` items cut into ``batch_size`` batches (capped by ``steps_per_epoch``)."""
+    order = list(torch.randperm(n, generator=generator).split(train.batch_size))
+    if len(order) > 1 and order[-1].numel() == 1:
+        # A batch of one breaks BatchNorm in train mode; fold it into the previous.
+        order[-2:] = [torch.cat(order[-2:])]
+    if train.steps_per_epoch is not None:
+        order = order[: train.steps_per_epoch]
+    return order
+
+
+def _batch_sizes(total: int, batch_size: int) -> list[int]:
+    """``total`` items in batches of ``batch_size``; a last batch of one joins the previous."""
+    sizes = [batch_size] * (total // batch_size) + ([total % batch_size] if total % batch_size else [])
+    if len(sizes) > 1 and sizes[-1] == 1:
+        sizes[-2:] = [sizes[-2] + 1]
+    return sizes
+
+
 def _pixel_features(inputs: Mapping[str, np.ndarray], index: np.ndarray) -> np.ndarray:
     """(N, sum C) float32: the inputs' bands concatenated at the given flat pixels."""
     columns = [np.asarray(arr).reshape(arr.shape[0], -1)[:, index].T for arr in inputs.values()]
@@ -496,21 +585,46 @@ def _check_logits(logits: torch.Tensor, targets: torch.Tensor, spec: MethodSpec)
         )
 
 
+def no_decay(parameter: nn.Parameter, train: TrainConfig) -> bool:
+    """Whether ``parameter`` gets weight decay 0: flagged ``_no_weight_decay``, or 1-D under ``no_decay_1d``."""
+    return bool(getattr(parameter, "_no_weight_decay", False)) or (train.no_decay_1d and parameter.ndim <= 1)
+
+
 def make_optimizer(model: nn.Module, train: TrainConfig, method: str = "the method") -> torch.optim.Optimizer:
-    """The optimizer ``train.optimizer`` over the module's trainable parameters."""
+    """The optimizer ``train.optimizer`` over the module's trainable parameters.
+
+    Two parameter groups: ``train.weight_decay`` for most, 0 for those :func:`no_decay`
+    picks (SSM ``A_logs``/``Ds``, attention temperatures: the VMamba and UNETR++ convention).
+    """
     params = [p for p in model.parameters() if p.requires_grad]
     if not params:
         raise ModelOutputError(
             f"method {method!r}: the built module has no trainable parameters; expected at least one "
             f"parameter with requires_grad=True"
         )
+    decayed = [p for p in params if not no_decay(p, train)]
+    exempt = [p for p in params if no_decay(p, train)]
+    groups: list[dict[str, Any]] = []
+    if decayed:
+        groups.append({"params": decayed, "weight_decay": train.weight_decay})
+    if exempt:
+        groups.append({"params": exempt, "weight_decay": 0.0})
     if train.optimizer == "adam":
-        return torch.optim.Adam(params, lr=train.lr, weight_decay=train.weight_decay)
+        return torch.optim.Adam(groups, lr=train.lr)
     if train.optimizer == "adamw":
-        return torch.optim.AdamW(params, lr=train.lr, weight_decay=train.weight_decay)
+        return torch.optim.AdamW(groups, lr=train.lr)
     if train.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=train.lr, momentum=train.momentum, weight_decay=train.weight_decay)
+        return torch.optim.SGD(groups, lr=train.lr, momentum=train.momentum)
     raise ConfigError(f"train.optimizer = {train.optimizer!r}: expected 'adam', 'adamw' or 'sgd'")
+
+
+def describe_optimizer(model: nn.Module, train: TrainConfig) -> dict[str, str]:
+    """Run params saying how many trainable tensors (and values) get weight decay 0."""
+    exempt = [p for p in model.parameters() if p.requires_grad and no_decay(p, train)]
+    return {
+        "optimizer.no_decay_tensors": str(len(exempt)),
+        "optimizer.no_decay_values": str(sum(p.numel() for p in exempt)),
+    }
 
 
 def make_scheduler(
@@ -542,6 +656,8 @@ __all__ = [
     "StageContext",
     "TrainData",
     "Trainer",
+    "describe_optimizer",
     "make_optimizer",
     "make_scheduler",
+    "no_decay",
 ]

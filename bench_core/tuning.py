@@ -36,10 +36,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from bench_core.errors import BenchError, ConfigError, StudyError
-from bench_core.specs import DatasetContext, SplitSpec
+from bench_core.specs import SplitSpec
 
 if TYPE_CHECKING:
     import optuna
@@ -660,20 +658,19 @@ class TuneObjective:
 
     def scene(self) -> Scene:
         if self._scene is None:
-            from bench_core.tracking import bench_home
+            from bench_core.pipeline import load_scene
 
-            spec = self.host.datasets.get(self.recipe.dataset)
-            self._scene = spec.load(DatasetContext(data_dir=self.data_dir, cache_dir=bench_home() / "cache"))
+            self._scene = load_scene(self.host.datasets.get(self.recipe.dataset), self.data_dir)
         return self._scene
 
     def split(self, patch_size: int) -> Split:
         """The study's split (same pixels for every trial; a guard band may depend on the patch)."""
         if patch_size not in self._splits:
-            from bench_core.splits import make_split
+            from bench_core.pipeline import make_cell_split
 
             spec = SplitSpec.parse(self.recipe.split, self.recipe.val_fraction)
-            split = make_split(
-                self.scene(), spec, self.host.splits.get(spec.protocol), self.recipe.seed, patch_size=patch_size
+            split = make_cell_split(
+                self.scene(), spec, self.host.splits.get(spec.protocol), self.recipe.seed, patch_size
             )
             if split.val.size == 0:
                 raise ConfigError(
@@ -685,6 +682,8 @@ class TuneObjective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         import optuna
+
+        from bench_core.pipeline import RunLifecycle
 
         spec = self.host.methods.get(self.recipe.method)
         assert spec.search_space is not None  # checked by resolve_recipe
@@ -701,58 +700,45 @@ class TuneObjective:
             f"Trial {trial.number} of study {self.study_name!r}: {spec.name} trained on the training pixels "
             f"of {self.recipe.dataset} ({self.recipe.split}, seed {self.recipe.seed}), scored on validation pixels."
         )
-        run = self.tracker.start_run(f"{spec.name} trial {trial.number}", tags, description)
-        trial.set_user_attr(ATTR_RUN_ID, run.run_id)
-        status, state = "FAILED", "FAIL"
-        with tempfile.TemporaryDirectory(prefix="bench-trial-") as tmp:
-            try:
-                sampled = spec.search_space(trial)
-                overrides = _jsonable(merge_overrides(self.recipe.overrides, sampled))
-                trial.set_user_attr(ATTR_OVERRIDES, overrides)
-                config = spec.resolve(self.recipe.profile, overrides)
-                params: dict[str, object] = {
-                    "trial": trial.number, "method": spec.name, "profile": config.profile,
-                    "dataset": self.recipe.dataset, "split": self.recipe.split, "seed": self.recipe.seed,
-                    "seed_train": self.train_seed, "val_fraction": self.recipe.val_fraction,
-                }
-                params.update({f"optuna.{k}": v for k, v in trial.params.items()})
-                params.update(config.to_params())
-                run.log_params(params)
-                value, metrics = self._train(trial, spec, config, run)
-                run.log_metrics(metrics)
-                status, state = "FINISHED", "COMPLETE"
-                return value
-            except optuna.TrialPruned:
-                status, state = "KILLED", "PRUNED"
-                raise
-            except KeyboardInterrupt:
-                status, state = "KILLED", "INTERRUPTED"
-                raise
-            except Exception as exc:
-                run.set_tags({TAG_ERROR: f"{type(exc).__name__}: {exc}"[:4000]})
-                Path(tmp, "traceback.txt").write_text(traceback.format_exc())
-                raise
-            finally:
-                run.set_tags({TAG_STATE: state})
-                try:
-                    if any(Path(tmp).iterdir()):
-                        run.log_artifacts(Path(tmp))
-                finally:
-                    run.end(status)
+
+        def optuna_state(life: RunLifecycle) -> None:
+            exc = life.exception
+            state = {"FINISHED": "COMPLETE", "FAILED": "FAIL"}.get(life.status, "INTERRUPTED")
+            if isinstance(exc, optuna.TrialPruned):
+                state = "PRUNED"
+            life.run.set_tags({TAG_STATE: state})
+
+        with RunLifecycle(
+            self.tracker, f"{spec.name} trial {trial.number}", tags, description,
+            killed=(optuna.TrialPruned,), capture_logs=False, before_end=optuna_state,
+        ) as life:
+            trial.set_user_attr(ATTR_RUN_ID, life.run.run_id)
+            sampled = spec.search_space(trial)
+            overrides = _jsonable(merge_overrides(self.recipe.overrides, sampled))
+            trial.set_user_attr(ATTR_OVERRIDES, overrides)
+            config = spec.resolve(self.recipe.profile, overrides)
+            params: dict[str, object] = {
+                "trial": trial.number, "method": spec.name, "profile": config.profile,
+                "dataset": self.recipe.dataset, "split": self.recipe.split, "seed": self.recipe.seed,
+                "seed_train": self.train_seed, "val_fraction": self.recipe.val_fraction,
+            }
+            params.update({f"optuna.{k}": v for k, v in trial.params.items()})
+            params.update(config.to_params())
+            life.run.log_params(params)
+            value, metrics = self._train(trial, spec, config, life.run)
+            life.run.log_metrics(metrics)
+            return value
 
     def _train(self, trial: optuna.Trial, spec: Any, config: Any, run: RunHandle) -> tuple[float, dict[str, float]]:
+        """The cell pipeline up to the fit, then the validation scores; the test split stays sealed."""
         import optuna
 
-        from bench_core.metrics import compute_scores
-        from bench_core.training import TrainData, Trainer
+        from bench_core.pipeline import build_and_fit, method_tags, prepare, score_validation
+        from bench_core.training import Trainer
 
         scene = self.scene()
-        patch = spec.effective_patch_size(config.train)
-        split = self.split(patch)
-        labels = np.asarray(scene.labels).reshape(-1)
-        where = f"method {spec.name!r}"
-        inputs = scene.inputs_for(spec.modalities, where)
-        info = scene.info(spec.modalities, where, patch_size=patch)
+        split = self.split(spec.effective_patch_size(config.train))
+        cell = prepare(spec, config, scene, split.train, split.val, self.train_seed)
 
         def on_epoch_end(epoch: int, values: Mapping[str, float]) -> None:
             logged = {k: v for k, v in values.items() if k != "epoch"}
@@ -769,25 +755,15 @@ class TuneObjective:
                     )
 
         trainer = Trainer(device=self.device, seed=self.train_seed, on_epoch_end=on_epoch_end)
-        model = trainer.build(spec, config, info)
-        data = TrainData(
-            inputs=inputs,
-            train_index=split.train,
-            train_targets=labels[split.train] - 1,
-            val_index=split.val,
-            val_targets=labels[split.val] - 1,
-            num_classes=scene.num_classes,
-        )
-        fit = trainer.fit(spec, model, config, data)
-        predicted = trainer.predict(spec, model, config, inputs, split.val)
-        scores = compute_scores(labels[split.val] - 1, predicted, scene.num_classes)
+        fitted = build_and_fit(cell, trainer, on_built=lambda model: run.set_tags(method_tags(model, trainer.device)))
+        scores = score_validation(fitted, cell)
         metrics = {
             "val_oa": 100.0 * scores.oa,
             "val_aa": 100.0 * scores.aa,
             "val_kappa": 100.0 * scores.kappa,
             "val_f1_macro": 100.0 * scores.f1_macro,
-            "time_train_s": fit.time_train_s,
-            "epochs_run": float(fit.epochs_run),
+            "time_train_s": fitted.fit.time_train_s,
+            "epochs_run": float(fitted.fit.epochs_run),
             "n_train": float(split.train.size),
             "n_val": float(split.val.size),
         }

@@ -13,7 +13,6 @@ torch and the Trainer are imported inside the checks, so importing this module i
 from __future__ import annotations
 
 import json
-import math
 import re
 import unittest
 from collections.abc import Callable, Iterator, Mapping
@@ -381,26 +380,16 @@ def _fit_once(
     spec: MethodSpec, seed: int, epochs: int = 1, steps: int = 2
 ) -> tuple[Any, np.ndarray, np.ndarray]:
     """Train the capped fast profile on the tiny scene; return (model, test index, predictions)."""
-    from bench_core.training import Trainer, TrainData
+    from bench_core.pipeline import build_and_fit, prepare
+    from bench_core.training import Trainer
 
     config = _capped(spec, epochs=epochs, steps=steps)
     scene = _scene_for(spec)
     train, val, test = _split(scene)
-    labels = np.asarray(scene.labels).reshape(-1)
-    inputs = scene.inputs_for(spec.modalities, f"method {spec.name!r}")
-    trainer = Trainer(device="cpu", seed=seed)
-    model = trainer.build(spec, config, _info(spec, scene, config))
-    data = TrainData(
-        inputs=inputs,
-        train_index=train,
-        train_targets=labels[train] - 1,
-        val_index=val,
-        val_targets=labels[val] - 1,
-        num_classes=scene.num_classes,
-    )
-    trainer.fit(spec, model, config, data)
-    predicted = np.asarray(trainer.predict(spec, model, config, inputs, test))
-    return model, test, predicted
+    cell = prepare(spec, config, scene, train, val, seed)
+    fitted = build_and_fit(cell, Trainer(device="cpu", seed=seed))
+    predicted = np.asarray(fitted.trainer.predict(spec, fitted.model, config, cell.inputs, test))
+    return fitted.model, test, predicted
 
 
 def check_deterministic_under_seed(spec: MethodSpec) -> None:
@@ -569,6 +558,94 @@ def check_trains_one_epoch(spec: MethodSpec) -> None:
     )
 
 
+def check_method_tags(spec: MethodSpec) -> None:
+    """``bench_tags()``, when a model defines it, gives str -> str entries that are valid MLflow tags."""
+    from bench_core.pipeline import METHOD_TAG_PREFIX, method_tags
+
+    config = _fast(spec)
+    model = _built(spec, _scene_for(spec), config)
+    if not callable(getattr(model, "bench_tags", None)):
+        raise unittest.SkipTest(f"method {spec.name!r} defines no bench_tags()")
+    try:
+        tags = method_tags(model, _cpu())
+    except Exception as exc:  # noqa: BLE001 - reported as a conformance failure
+        raise AssertionError(f"method {spec.name!r}: bench_tags() failed: {type(exc).__name__}: {exc}") from None
+    for key, value in tags.items():
+        assert _MLFLOW_KEY_RE.match(key) and len(key) <= _MLFLOW_KEY_MAX, (
+            f"method {spec.name!r}: bench_tags() key {key[len(METHOD_TAG_PREFIX):]!r} makes the tag {key!r}, "
+            f"not a valid MLflow key; use letters, digits, _ - . / and space"
+        )
+        assert len(value) <= 5000, f"method {spec.name!r}: tag {key} has {len(value)} characters; expected <= 5000"
+
+
+def check_no_decay_parameters_get_zero_weight_decay(spec: MethodSpec) -> None:
+    """Parameters flagged ``_no_weight_decay`` land in a weight-decay-0 group of the optimizer."""
+    from bench_core.training import make_optimizer, no_decay
+
+    config = _fast(spec)
+    model = _built(spec, _scene_for(spec), config)
+    _require_module(spec, model, "weight decay groups")
+    flagged = {name for name, p in model.named_parameters() if p.requires_grad and no_decay(p, config.train)}
+    if not flagged:
+        raise unittest.SkipTest(f"method {spec.name!r} flags no parameter as _no_weight_decay")
+    # A non-zero decay, so that the groups can be told apart.
+    train = TrainConfig.from_mapping({**config.train.to_dict(), "weight_decay": 0.05})
+    optimizer = make_optimizer(model, train, spec.name)
+    decay_of = {id(p): g["weight_decay"] for g in optimizer.param_groups for p in g["params"]}
+    wrong = [name for name, p in model.named_parameters() if name in flagged and decay_of.get(id(p)) != 0.0]
+    assert not wrong, f"method {spec.name!r}: flagged parameters {wrong[:5]} got weight decay; expected 0"
+
+
+def check_dense_validation_matches_scene_prediction(spec: MethodSpec) -> None:
+    """Dense validation (only the windows around validation pixels) equals whole-scene prediction there."""
+    if spec.input_kind != "dense":
+        raise unittest.SkipTest(f"method {spec.name!r} is a {spec.input_kind} method; this is for dense ones")
+    from bench_core.pipeline import build_and_fit, prepare
+    from bench_core.training import Trainer
+
+    config = _capped(spec, epochs=1, steps=1)
+    scene = _scene_for(spec)
+    train, val, _ = _split(scene)
+    cell = prepare(spec, config, scene, train, val, 0)
+    fitted = build_and_fit(cell, Trainer(device="cpu", seed=0))
+    few = val[:: max(1, val.size // 3)][:3]  # few pixels: few windows, batched unlike the scene's
+    scene_map = fitted.trainer.predict_scene(spec, fitted.model, config, cell.inputs).reshape(-1)
+    differ = 0
+    for chosen in (val, few):
+        at_windows = fitted.trainer._predict_dense_at(spec, fitted.model, config, cell.inputs, chosen)
+        differ += int(np.sum(at_windows != scene_map[chosen]))
+    assert differ == 0, (
+        f"method {spec.name!r}: validation on windows predicted {differ} of {val.size + few.size} pixels "
+        f"differently from whole-scene prediction; the forward must not depend on the batch's other windows "
+        f"(e.g. batch statistics in eval mode)"
+    )
+
+
+def check_trains_with_a_grid_epoch(spec: MethodSpec) -> None:
+    """A dense method trains with ``crops_per_epoch = "grid:K"`` (the reference-code epoch)."""
+    if spec.input_kind != "dense":
+        raise unittest.SkipTest(f"method {spec.name!r} is a {spec.input_kind} method; grid epochs are for dense ones")
+    from bench_core.pipeline import build_and_fit, prepare
+    from bench_core.training import Trainer
+
+    size = spec.effective_patch_size(_fast(spec).train)
+    config = spec.resolve(
+        "fast",
+        {"train": {"epochs": 1, "steps_per_epoch": 1, "crops_per_epoch": f"grid:{max(1, size // 2)}",
+                   "early_stopping_patience": None, "restore_best": False}},
+    )
+    scene = _scene_for(spec)
+    train, val, _ = _split(scene)
+    fitted = build_and_fit(prepare(spec, config, scene, train, val, 0), Trainer(device="cpu", seed=0))
+    assert fitted.fit.steps == 1, f"method {spec.name!r}: a capped grid epoch ran {fitted.fit.steps} steps; expected 1"
+
+
+def _cpu() -> torch.device:
+    import torch
+
+    return torch.device("cpu")
+
+
 ALL_CHECKS: tuple[Check, ...] = (
     check_spec_metadata,
     check_build_fast_profile,
@@ -580,6 +657,10 @@ ALL_CHECKS: tuple[Check, ...] = (
     check_flops_and_params_countable,
     check_config_roundtrip,
     check_trains_one_epoch,
+    check_method_tags,
+    check_no_decay_parameters_get_zero_weight_decay,
+    check_dense_validation_matches_scene_prediction,
+    check_trains_with_a_grid_epoch,
 )
 
 

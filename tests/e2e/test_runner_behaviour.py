@@ -163,3 +163,44 @@ def test_test_split_is_opened_once_and_only_after_training(tmp_path: Path, monke
     scene = host.datasets.get("synthetic").load(DatasetContext())
     test_pixels = np.flatnonzero(np.asarray(scene.official_test).ravel() > 0)
     assert not np.intersect1d(np.concatenate(seen_indices), test_pixels).size
+
+
+def test_method_tags_seed_and_x_modalities_reach_the_run(tmp_path: Path) -> None:
+    seen = []
+
+    class Tagged(TinyPatchNet):
+        def bench_tags(self):
+            return {"guidance": "stand-in", "weights_sha256": "ab" * 32}
+
+    def build(config, info):
+        seen.append(info)
+        return Tagged(config, info)
+
+    host = host_with(tagged=method_plugin("tagged", build))
+    t = tracker(tmp_path)
+    assert run_grid(host, GridRequest(plugins=["tagged"]), t).exit_code == 0
+    (run,) = runs_by_method(t)["tagged"]
+    assert run.data.tags["bench.method.guidance"] == "stand-in"
+    assert run.data.tags["bench.method.weights_sha256"] == "ab" * 32
+    assert seen[0].seed == int(run.data.params["seed_train"])  # the cell's training seed
+    assert seen[0].x_modalities == ("lidar",)
+    assert run.data.params["optimizer.no_decay_tensors"] == "0"
+    assert run.data.metrics["time_warmup_s"] > 0
+
+
+def test_a_run_whose_artifacts_cannot_be_stored_is_failed_not_finished(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bench_core.tracking import MLflowRun
+
+    def disk_full(self, folder):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(MLflowRun, "log_artifacts", disk_full)
+    t = tracker(tmp_path)
+    outcome = run_grid(host_with(), GridRequest(plugins=["two-branch-cnn"], overrides=FAST), t)
+    assert outcome.exit_code == 1
+    (run,) = runs_by_method(t)["two-branch-cnn"]
+    assert run.info.status == "FAILED"
+    assert "artifacts not stored" in run.data.tags["bench.error"] and "No space left" in run.data.tags["bench.error"]
+    assert t.finished_cell_keys() == set()  # the next run does the cell again

@@ -17,11 +17,14 @@ from bench_core.testing import (
     ALL_CHECKS,
     check_backward_every_param_has_grad,
     check_config_roundtrip,
+    check_dense_validation_matches_scene_prediction,
     check_deterministic_under_seed,
     check_forward_shapes,
     check_loss_finite,
     check_method,
+    check_method_tags,
     check_name,
+    check_no_decay_parameters_get_zero_weight_decay,
     check_rejects_missing_modality,
     check_spec_metadata,
     method_checks,
@@ -50,10 +53,15 @@ class CentreLinear(nn.Module):
     def __init__(self, config: Mapping[str, Any], info: SceneInfo) -> None:
         super().__init__()
         self.linear = nn.Linear(info.bands["hsi"] + info.bands["x"], info.num_classes)
+        self.temperature = nn.Parameter(torch.ones(1))
+        self.temperature._no_weight_decay = True  # type: ignore[attr-defined]
 
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         c = inputs["hsi"].shape[-1] // 2
-        return self.linear(torch.cat([inputs["hsi"], inputs["x"]], dim=1)[:, :, c, c])
+        return self.linear(torch.cat([inputs["hsi"], inputs["x"]], dim=1)[:, :, c, c]) * self.temperature
+
+    def bench_tags(self) -> dict[str, str]:
+        return {"variant": "centre-linear"}
 
 
 class DropsAClass(CentreLinear):
@@ -86,6 +94,9 @@ class DenseConv(nn.Module):
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
         return self.conv(torch.cat([inputs["hsi"], inputs["x"]], dim=1))
 
+    def bench_tags(self) -> dict[str, str]:
+        return {"variant": "dense-1x1"}
+
 
 class DensePooled(DenseConv):
     def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
@@ -112,6 +123,9 @@ class NearestCentroid:
 
     def flops_per_sample(self) -> int:
         return 3 * int(self.centres_.size)
+
+    def bench_tags(self) -> dict[str, str]:
+        return {"variant": "nearest-centroid"}
 
 
 def toy(name: str = "toy", build: Any = CentreLinear, **overrides: Any) -> MethodSpec:
@@ -150,14 +164,62 @@ def test_conforming_toy_methods_pass_every_applicable_check(spec: MethodSpec) ->
     failed = {k: v for k, v in report.items() if not (v == "passed" or v.startswith("skipped: "))}
     assert not failed
     skipped = sorted(k for k, v in report.items() if v.startswith("skipped: "))
+    dense_only = ["check_dense_validation_matches_scene_prediction", "check_trains_with_a_grid_epoch"]
     if spec.input_kind == "pixel":
-        assert skipped == ["check_backward_every_param_has_grad", "check_loss_finite"]
+        assert skipped == sorted(
+            ["check_backward_every_param_has_grad", "check_loss_finite",
+             "check_no_decay_parameters_get_zero_weight_decay", *dense_only]
+        )
         assert "pixel estimator" in report["check_loss_finite"]
+    elif spec.input_kind == "patch":
+        assert skipped == dense_only
     else:
-        assert skipped == []
+        assert skipped == ["check_no_decay_parameters_get_zero_weight_decay"]  # DenseConv flags none
 
 
 # ----------------------------------------------------------------------------- broken methods fail
+
+
+def test_tags_that_are_not_strings_fail_the_tag_check() -> None:
+    class NumericTags(CentreLinear):
+        def bench_tags(self) -> dict[str, str]:
+            return {"blocks": 9}  # type: ignore[dict-item]
+
+    with pytest.raises(AssertionError, match=r"bench_tags\(\) failed.*'blocks': 9.*str values"):
+        check_method_tags(toy("numeric-tags", NumericTags))
+
+    class BadKey(CentreLinear):
+        def bench_tags(self) -> dict[str, str]:
+            return {"clip weights?": "x"}
+
+    with pytest.raises(AssertionError, match="not a valid MLflow key"):
+        check_method_tags(toy("bad-key", BadKey))
+
+
+def test_an_optimizer_that_decays_flagged_parameters_fails_the_no_decay_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import bench_core.training as training
+
+    def one_group(model: nn.Module, train: Any, method: str = "") -> torch.optim.Optimizer:
+        return torch.optim.AdamW(model.parameters(), lr=train.lr, weight_decay=train.weight_decay)
+
+    check_no_decay_parameters_get_zero_weight_decay(toy())
+    monkeypatch.setattr(training, "make_optimizer", one_group)
+    with pytest.raises(AssertionError, match=r"flagged parameters \['temperature'\] got weight decay"):
+        check_no_decay_parameters_get_zero_weight_decay(toy())
+
+
+def test_dense_output_that_depends_on_the_other_windows_fails_the_validation_check() -> None:
+    class BatchCentred(DenseConv):
+        def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            out = super().forward(inputs)
+            return out - 3.0 * out.mean(dim=0, keepdim=True)  # leaks across the batch's windows
+
+    spec = toy("batch-centred", BatchCentred, input_kind="dense", patch_size=9)
+    check_dense_validation_matches_scene_prediction(toy("toy-dense", DenseConv, input_kind="dense", patch_size=9))
+    with pytest.raises(AssertionError, match="differently from whole-scene prediction"):
+        check_dense_validation_matches_scene_prediction(spec)
 
 
 def test_wrong_output_shape_fails_the_forward_check() -> None:
@@ -199,7 +261,7 @@ def test_non_finite_loss_is_caught() -> None:
 
 
 def test_method_ignoring_the_seed_fails_the_determinism_check() -> None:
-    expected = r"two runs under seed 123 ended with different \['linear\.weight'"
+    expected = r"two runs under seed 123 ended with different \[.*'linear\.weight'"
     with pytest.raises(AssertionError, match=expected):
         check_deterministic_under_seed(toy("unseeded", IgnoresSeed))
 

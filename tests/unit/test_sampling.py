@@ -13,6 +13,7 @@ from bench_core.sampling import (
     PatchSampler,
     SamplingError,
     sliding_window_logits,
+    sliding_window_logits_at,
     window_starts,
 )
 
@@ -271,3 +272,71 @@ def test_sliding_window_infers_num_classes_and_checks_shapes() -> None:
         sliding_window_logits(lambda x: torch.zeros(x["hsi"].shape[0], 3), inputs, 4, 3)
     with pytest.raises(ConfigError, match="overlap"):
         sliding_window_logits(lambda x: x["hsi"], inputs, 4, 3, overlap=1.0)
+
+
+# --------------------------------------------------------------------------- dense prediction on chosen pixels
+
+
+def _position_dependent_forward(seed: int = 0):
+    """A small conv net whose output depends on each pixel's place in the window (zero padding)."""
+    torch.manual_seed(seed)
+    net = torch.nn.Sequential(torch.nn.Conv2d(7, 6, 3, padding=1), torch.nn.Tanh(), torch.nn.Conv2d(6, 4, 3, padding=1))
+
+    def forward(x: dict[str, torch.Tensor]) -> torch.Tensor:
+        return net(torch.cat([x["hsi"], x["x"]], dim=1))
+
+    return forward
+
+
+@pytest.mark.parametrize(("height", "width", "crop", "overlap"), [(23, 19, 8, 0.5), (16, 16, 6, 0.25), (5, 9, 8, 0.5)])
+def test_logits_at_chosen_pixels_equal_whole_scene_logits_there(height: int, width: int, crop: int, overlap: float) -> None:
+    inputs = _scene(height, width, seed=4)
+    forward = _position_dependent_forward()
+    scene_logits, _ = sliding_window_logits(forward, inputs, crop, 4, overlap=overlap, batch_size=5)
+    rng = np.random.default_rng(0)
+    index = rng.choice(height * width, size=max(1, height * width // 12), replace=False)
+    at, windows = sliding_window_logits_at(forward, inputs, crop, index, 4, overlap=overlap, batch_size=5)
+    expected = scene_logits.reshape(4, -1)[:, index].T
+    torch.testing.assert_close(at, expected, rtol=1e-6, atol=1e-6)
+    assert torch.equal(at.argmax(1), expected.argmax(1))
+    full_h, full_w = max(height, crop), max(width, crop)
+    stride = max(1, int(crop * (1 - overlap)))
+    all_windows = len(window_starts(full_h, crop, stride)) * len(window_starts(full_w, crop, stride))
+    assert 1 <= windows <= all_windows
+
+
+def test_logits_at_run_only_the_windows_that_cover_the_pixels() -> None:
+    inputs = {"hsi": np.zeros((1, 32, 32), dtype=np.float32)}
+    starts: list[tuple[int, int]] = []
+
+    def forward(x: dict[str, torch.Tensor]) -> torch.Tensor:
+        starts.extend([(0, 0)] * x["hsi"].shape[0])
+        return torch.zeros(x["hsi"].shape[0], 2, 8, 8)
+
+    # Stride 4 on a 32 x 32 scene: 7 x 7 windows; pixel (0, 0) lies in 1, pixel (10, 10) in 2 x 2.
+    _, windows = sliding_window_logits_at(forward, inputs, 8, np.array([0, 10 * 32 + 10]), 2, overlap=0.5)
+    assert windows == 1 + 4 and len(starts) == 5
+    _, none = sliding_window_logits_at(forward, inputs, 8, np.zeros(0, dtype=np.int64), 2)
+    assert none == 0
+
+
+def test_grid_positions_are_the_stride_grid_crops_holding_a_training_pixel() -> None:
+    height, width, crop, stride = 20, 13, 8, 4
+    train = np.array([0, 5 * 13 + 6, 19 * 13 + 12])
+    targets = _targets(height, width, train)
+    sampler = CropSampler(_scene(height, width), targets, crop)
+    rows, cols = sampler.grid_positions(stride)
+    p = crop // 2
+    expected = []
+    for cy in range(0, height, stride):
+        for cx in range(0, width, stride):
+            top, left = cy - p, cx - p
+            window = np.pad(targets, p, constant_values=-1)[top + p : top + p + crop, left + p : left + p + crop]
+            if (window != -1).any():
+                expected.append((top, left))
+    assert list(zip(rows.tolist(), cols.tolist())) == expected
+    crops, target_crops = sampler.crops_at(rows, cols)
+    assert crops["hsi"].shape == (len(expected), 5, crop, crop)
+    assert bool(((target_crops != -1).flatten(1).any(1)).all())
+    with pytest.raises(ConfigError, match="stride"):
+        sampler.grid_positions(0)

@@ -13,11 +13,12 @@ import torch
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
-from bench_core.errors import MissingModalityError, NonFiniteLossError
+from bench_core.errors import ConfigError, MissingModalityError, NonFiniteLossError
 from bench_core.errors import ModelOutputError, SamplingError
 from bench_core.scene import SceneInfo
 from bench_core.specs import MethodSpec, ResolvedConfig, Stage
-from bench_core.training import FitResult, StageContext, TrainData, Trainer
+from bench_core.sampling import PatchSampler
+from bench_core.training import FitResult, StageContext, TrainData, Trainer, describe_optimizer, make_optimizer
 
 H = W = 16
 K = 3
@@ -426,7 +427,8 @@ def test_custom_loss_gets_the_full_output_and_is_used() -> None:
 
     spec = _spec("patch", build=lambda cfg, info: WithAux())
     _, _, result = _fit("patch", spec=spec, epochs=2, steps_per_epoch=3)
-    assert len(calls) == result.steps == 6
+    assert result.steps == 6
+    assert len(calls) == 1 + result.steps  # the untimed warm-up step computes the loss too
     assert calls[0][0] == {"logits", "aux"}
     assert all(h["train_loss"] > 7.0 for h in result.history)
 
@@ -450,6 +452,7 @@ def test_patch_batches_cover_each_pixel_once_per_epoch() -> None:
     spec = _spec("patch", build=lambda cfg, info: Ids())
     _, _, result = _fit("patch", spec=spec, data=data, epochs=2, batch_size=10)
     assert result.steps == 4
+    seen = seen[1:]  # the first batch is the untimed warm-up step's (its own seed stream)
     assert [t.numel() for t in seen] == [10, 11, 10, 11]
     for epoch in (seen[:2], seen[2:]):
         assert sorted(torch.cat(epoch).tolist()) == train.tolist()
@@ -486,7 +489,7 @@ def test_dense_training_only_sees_training_targets() -> None:
         for pid, t in zip(ids[mask].tolist(), targets[mask].tolist()):
             assert lookup[pid] == t
         labelled += int(mask.sum())
-    assert labelled > 0 and len(seen) == 6
+    assert labelled > 0 and len(seen) == 1 + 6  # the warm-up step's batch, then 3 epochs x 2 steps
 
 
 # --------------------------------------------------------------------------- prediction
@@ -538,3 +541,135 @@ def test_pregathered_and_per_batch_patch_gathers_train_identically(monkeypatch: 
         states.append((trainer.predict_scene(spec, model, config, data.inputs), model.state_dict()))
     np.testing.assert_array_equal(states[0][0], states[1][0])
     assert all(torch.equal(states[0][1][k], states[1][1][k]) for k in states[0][1])
+
+
+# --------------------------------------------------------------------------- epochs of crops, warm-up, groups, seed
+
+
+def test_crops_per_epoch_random_and_grid() -> None:
+    _, _, random_crops = _fit("dense", epochs=2, batch_size=4, crops_per_epoch=10)
+    assert random_crops.steps == 2 * 3  # batches of 4, 4, 2
+    _, _, capped = _fit("dense", epochs=2, batch_size=4, crops_per_epoch=10, steps_per_epoch=2)
+    assert capped.steps == 2 * 2
+
+    sizes: list[int] = []
+
+    class Count(DenseNet):
+        def loss(self, output: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            sizes.append(int(targets.shape[0]))
+            return nn.functional.cross_entropy(output, targets, ignore_index=-1)
+
+    data = _data()
+    spec = _spec("dense", build=lambda cfg, info: Count())
+    _, _, grid = _fit("dense", spec=spec, data=data, epochs=1, batch_size=8, crops_per_epoch="grid:4")
+    # 16 x 16 scene, centres every 4 px: 4 x 4 = 16 crops of 7 x 7; each holds a training pixel
+    # (150 of 256 pixels train), so one epoch is all 16 crops in two batches of 8.
+    assert sum(sizes[1:]) == 16 and grid.steps == 2
+
+
+def test_crops_per_epoch_is_checked() -> None:
+    with pytest.raises(ConfigError, match="crops_per_epoch"):
+        _config(_spec("dense"), crops_per_epoch="grid:0")
+    with pytest.raises(ConfigError, match="crops_per_epoch"):
+        _config(_spec("dense"), crops_per_epoch=-3)
+    with pytest.raises(ConfigError, match="dense methods only"):
+        _fit("patch", crops_per_epoch=10)
+
+
+class WithNormAndDropout(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(5, 6, 3, padding=1)
+        self.norm = nn.BatchNorm2d(6)
+        self.drop = nn.Dropout(0.5)
+        self.head = nn.Linear(6, K)
+
+    def forward(self, x: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        z = self.drop(torch.relu(self.norm(self.conv(torch.cat([x["hsi"], x["x"]], dim=1)))))
+        return self.head(z.mean(dim=(2, 3)))
+
+
+def test_warm_up_step_leaves_no_trace() -> None:
+    spec = _spec("patch", build=lambda cfg, info: WithNormAndDropout())
+    config = _config(spec)
+    trainer = Trainer(device="cpu", seed=5)
+    model = trainer.build(spec, config, _info(3))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    data = _data()
+    batches = trainer._patch_batches(PatchSampler(data.inputs, 3), data, config.train)
+    rng_before = torch.get_rng_state()
+    seconds = trainer._warm_up(model, batches, lambda out, y: nn.functional.cross_entropy(out, y))
+    assert seconds > 0
+    assert torch.equal(torch.get_rng_state(), rng_before)  # dropout's draws do not shift training
+    assert all(p.grad is None for p in model.parameters())
+    for name, value in model.state_dict().items():
+        assert torch.equal(value, before[name]), name  # weights and BatchNorm statistics
+
+
+def test_warm_up_time_is_reported_apart_from_training_time() -> None:
+    _, _, result = _fit("patch", epochs=1)
+    assert result.time_warmup_s > 0 and result.time_train_s > 0
+
+
+class Flagged(PatchNet):
+    def __init__(self) -> None:
+        super().__init__()
+        self.scale = nn.Parameter(torch.ones(3, 3))
+        self.scale._no_weight_decay = True  # type: ignore[attr-defined]
+
+    def forward(self, x: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        return super().forward(x) @ self.scale
+
+
+def test_flagged_and_optionally_1d_parameters_get_no_weight_decay() -> None:
+    model = Flagged()
+    spec = _spec("patch")
+    optimizer = make_optimizer(model, _config(spec, optimizer="adamw", weight_decay=0.05).train)
+    decay = {g["weight_decay"]: {id(p) for p in g["params"]} for g in optimizer.param_groups}
+    assert decay[0.0] == {id(model.scale)}
+    assert id(model.conv.weight) in decay[0.05] and id(model.conv.bias) in decay[0.05]
+    with_1d = _config(spec, optimizer="adamw", weight_decay=0.05, no_decay_1d=True).train
+    optimizer = make_optimizer(model, with_1d)
+    decay = {g["weight_decay"]: {id(p) for p in g["params"]} for g in optimizer.param_groups}
+    assert decay[0.0] == {id(model.scale), id(model.conv.bias), id(model.head.bias)}
+    assert describe_optimizer(model, with_1d) == {
+        "optimizer.no_decay_tensors": "3",
+        "optimizer.no_decay_values": str(9 + 8 + 3),
+    }
+
+
+def test_build_gets_the_trainer_seed_and_the_x_modalities() -> None:
+    seen: list[SceneInfo] = []
+
+    def build(cfg: Any, info: SceneInfo) -> PatchNet:
+        seen.append(info)
+        return PatchNet()
+
+    spec = _spec("patch", build=build)
+    Trainer(device="cpu", seed=1234).build(spec, _config(spec), _info(3))
+    assert seen[-1].seed == 1234
+
+
+def test_dense_validation_predicts_only_windows_around_validation_pixels() -> None:
+    windows: list[int] = []
+
+    class Counting(DenseNet):
+        def forward(self, x: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            if not self.training:
+                windows.append(int(x["hsi"].shape[0]))
+            return super().forward(x)
+
+    inputs, classes = _toy()
+    big = {k: np.tile(v, (1, 4, 4)) for k, v in inputs.items()}  # 64 x 64
+    labels = np.tile(classes.reshape(H, W), (4, 4)).reshape(-1)
+    order = np.random.default_rng(0).permutation(64 * 64)
+    train, val = order[:300], np.sort(order[300:306])
+    data = TrainData(big, train, labels[train], val, labels[val], K)
+    spec = _spec("dense", build=lambda cfg, info: Counting())
+    trainer, model, result = _fit("dense", spec=spec, data=data, epochs=1, batch_size=4, steps_per_epoch=2)
+    config = _config(spec, epochs=1, batch_size=4, steps_per_epoch=2)
+    validation_windows = sum(windows)
+    windows.clear()
+    scene_map = trainer.predict_scene(spec, model, config, big)
+    assert validation_windows < sum(windows) / 4  # 6 pixels need far fewer windows than the scene
+    assert result.final_val_oa == pytest.approx(float(np.mean(scene_map.reshape(-1)[val] == labels[val])))

@@ -24,7 +24,7 @@ NAME = "svm"
 _DEFAULTS: dict[str, Any] = {
     "C": 1.0,
     "gamma": "scale",
-    "seed": 0,
+    "seed": None,
     "max_train_samples": None,
     "cache_mb": 200,
 }
@@ -151,7 +151,11 @@ class RbfSvmEstimator:
 
 
 def build(config: Mapping[str, Any], info: SceneInfo) -> RbfSvmEstimator:
-    """Build the estimator from the ``model`` config (keys: C, gamma, seed, max_train_samples, cache_mb)."""
+    """Build the estimator from the ``model`` config (keys: C, gamma, seed, max_train_samples, cache_mb).
+
+    ``seed: null`` (the default) takes the cell's seed (``info.seed``), so seeds of a grid
+    draw different training subsamples; an integer pins it.
+    """
     unknown = sorted(set(config) - set(_DEFAULTS))
     if unknown:
         raise ConfigError(f"svm model config: unknown key(s) {unknown}; expected some of {sorted(_DEFAULTS)}")
@@ -161,10 +165,13 @@ def build(config: Mapping[str, Any], info: SceneInfo) -> RbfSvmEstimator:
         raise ConfigError(f"svm model.gamma = {gamma!r}: expected a positive number or 'scale'")
     if not (isinstance(values["C"], (int, float)) and values["C"] > 0):
         raise ConfigError(f"svm model.C = {values['C']!r}: expected a positive number")
+    seed = values["seed"]
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise ConfigError(f"svm model.seed = {seed!r}: expected null (the cell's seed) or an integer >= 0")
     return RbfSvmEstimator(
         C=float(values["C"]),
         gamma=gamma if gamma == "scale" else float(gamma),
-        seed=int(values["seed"]),
+        seed=info.seed if seed is None else seed,
         max_train_samples=values["max_train_samples"],
         cache_mb=float(values["cache_mb"]),
     )
@@ -189,10 +196,10 @@ def method_spec() -> MethodSpec:
         modalities=("hsi", "x"),
         profiles={
             # One "epoch" = one SVC fit; the train section is only there for uniform configs.
-            "paper": {"train": {"epochs": 1}, "model": {"C": 1.0, "gamma": "scale", "seed": 0}},
+            "paper": {"train": {"epochs": 1}, "model": {"C": 1.0, "gamma": "scale"}},
             "fast": {
                 "train": {"epochs": 1},
-                "model": {"C": 1.0, "gamma": "scale", "seed": 0, "max_train_samples": 5000},
+                "model": {"C": 1.0, "gamma": "scale", "max_train_samples": 5000},
             },
         },
         patch_size=1,
@@ -211,7 +218,7 @@ def method_spec() -> MethodSpec:
             "defaults (C=1, gamma='scale' = 1/bands after standardisation); tune them with "
             "`bench tune` (search space: C in [1e-2, 1e4], gamma in [1e-4, 10], log scale). "
             "The fast profile is the same model fitted on at most 5000 training pixels "
-            "(class-proportional, seeded). n_parameters and flops_per_sample are analytic; "
+            "(class-proportional, seeded by the cell's seed unless model.seed is set). n_parameters and flops_per_sample are analytic; "
             "see their docstrings."
         ),
     )
