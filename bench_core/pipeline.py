@@ -343,20 +343,26 @@ def warm_up_inference(model: Any, example: Mapping[str, Any], device: Any) -> No
 
 
 def method_tags(model: Any, device: torch.device) -> dict[str, str]:
-    """Run tags that describe the built model: the scan backend and the model's own ``bench_tags()``.
+    """Run tags that describe the built model: which kernels its shared ops run on, and its own tags.
 
-    A model may define ``bench_tags() -> dict[str, str]`` (CLIP weights checksum, DCN
-    backend, stage-cache hit); each entry is logged as ``bench.method.<key>``.
+    ``bench.scan_backend`` for models with selective-scan modules (``bench_core.ops.ss2d``),
+    ``bench.dcn_backend`` for models with DCNv4 layers. A model may define
+    ``bench_tags() -> dict[str, str]`` (CLIP weights checksum, stand-in status, stage-cache
+    hit); each entry is logged as ``bench.method.<key>``.
     """
     import torch
 
     tags: dict[str, str] = {}
-    if isinstance(model, torch.nn.Module) and any(
-        type(m).__module__.startswith("bench_core.ops") for m in model.modules()
-    ):
-        from bench_core.ops import default_scan_backend
+    if isinstance(model, torch.nn.Module):
+        modules = {type(m).__module__ for m in model.modules()}
+        if "bench_core.ops.ss2d" in modules:
+            from bench_core.ops import default_scan_backend
 
-        tags["bench.scan_backend"] = default_scan_backend(device)  # which scan really ran
+            tags["bench.scan_backend"] = default_scan_backend(device)  # which scan really ran
+        if "bench_core.ops.dcnv4" in modules:
+            from bench_core.ops import dcn_backend
+
+            tags["bench.dcn_backend"] = str(dcn_backend(model, device))
     reported = getattr(model, "bench_tags", None)
     if callable(reported):
         values = reported()

@@ -1,13 +1,28 @@
-"""Shared neural-network ops for method plugins: the selective scan and SS2D pieces.
+"""Shared neural-network ops for method plugins.
 
-Importing this package imports torch and registers the custom op
-``torch.ops.bench.selective_scan`` with its FLOP formula; it never imports mamba-ssm
-(that happens on the first scan of CUDA tensors). See :mod:`bench_core.ops.selective_scan`,
-:mod:`bench_core.ops.ss2d` and :mod:`bench_core.ops.flops`.
+The selective scan and SS2D pieces (S2Mamba, M3amba), the CLIP ViT image encoder (M3amba),
+DCNv4 and efficient paired attention (CoMiX). Importing this package imports torch and
+registers the custom ops ``torch.ops.bench.selective_scan`` and ``torch.ops.bench.dcnv4``
+with their FLOP formulas; it never imports mamba-ssm or the DCNv4 package (that happens on
+the first call with CUDA tensors). See :mod:`bench_core.ops.selective_scan`,
+:mod:`bench_core.ops.ss2d`, :mod:`bench_core.ops.flops`, :mod:`bench_core.ops.clip_vit`,
+:mod:`bench_core.ops.dcnv4` and :mod:`bench_core.ops.epa`.
 """
 
 from __future__ import annotations
 
+from bench_core.ops.clip_vit import VisionTransformer, load_clip_visual, random_clip_visual
+from bench_core.ops.dcnv4 import (
+    DCN_BACKENDS,
+    DCNInputError,
+    DCNv4,
+    dcn_backend,
+    dcnv4_core,
+    dcnv4_kernel_available,
+    dcnv4_offset_dim,
+    default_dcn_backend,
+)
+from bench_core.ops.epa import EPA, EPAInputError, EPAMaps
 from bench_core.ops.flops import selective_scan_flops
 from bench_core.ops.selective_scan import (
     SCAN_BACKENDS,
@@ -31,7 +46,21 @@ from bench_core.ops.ss2d import (
 )
 
 __all__ = [
+    "DCN_BACKENDS",
+    "EPA",
     "CrossSS2D",
+    "DCNInputError",
+    "DCNv4",
+    "EPAInputError",
+    "EPAMaps",
+    "VisionTransformer",
+    "dcn_backend",
+    "dcnv4_core",
+    "dcnv4_kernel_available",
+    "dcnv4_offset_dim",
+    "default_dcn_backend",
+    "load_clip_visual",
+    "random_clip_visual",
     "DirectionalSSM",
     "SCAN_BACKENDS",
     "SS2D",
