@@ -46,6 +46,8 @@ if TYPE_CHECKING:
 
 BOARD_KEY = ["dataset", "split", "profile"]
 GROUP = ["dataset", "split", "method", "profile"]
+TAG_METHOD_STATUS = "bench.method.status"
+"""Run tag set from a model's ``bench_tags()["status"]``: a stand-in or ablation, shown in labels."""
 ACCURACY = ["test_oa", "test_aa", "test_kappa", "test_f1_macro"]
 COST = [
     "params_total", "params_trainable", "flops_per_sample", "time_train_s", "time_infer_s",
@@ -413,13 +415,14 @@ def runs_frame(runs: Iterable[Any]) -> pd.DataFrame:
             run_id=r.info.run_id, run_name=r.info.run_name or t.get("mlflow.runName", ""),
             start_time=int(r.info.start_time or 0), seed=int(p.get("seed", 0)),
             device=_device_label(t), config_id=hashlib.sha256(text.encode()).hexdigest()[:8],
-            config_json=text,
+            config_json=text, method_status=t.get(TAG_METHOD_STATUS, ""),
         )
         for k in ACCURACY + COST:
             row[k] = m.get(k, math.nan)
         row.update({k: v for k, v in m.items() if k.startswith(PER_CLASS_PREFIX)})
         rows.append(row)
-    base = GROUP + ["seed", "run_id", "run_name", "start_time", "device", "config_id", "config_json"] + ACCURACY + COST
+    base = GROUP + ["seed", "run_id", "run_name", "start_time", "device", "config_id", "config_json",
+                    "method_status"] + ACCURACY + COST
     frame = pd.DataFrame(rows)
     for col in base:
         if col not in frame:
@@ -581,6 +584,7 @@ def _aggregate(runs: pd.DataFrame, class_keys: Sequence[str]) -> pd.DataFrame:
             rec[f"{col}_mean"] = float(vals.mean())
             rec[f"{col}_std"] = float(vals.std(ddof=1)) if vals.notna().sum() > 1 else math.nan
         rec["device"] = ", ".join(sorted(set(map(str, g["device"]))))
+        rec["method_status"] = "; ".join(sorted({str(v) for v in g["method_status"] if isinstance(v, str) and v}))
         best = g.loc[g["test_oa"].astype(float).idxmax()] if g["test_oa"].notna().any() else g.iloc[0]
         rec["best_run_id"] = str(best["run_id"])
         rec["best_seed"] = int(best["seed"])
@@ -845,8 +849,15 @@ def format_p(v: Any) -> str:
 
 
 def method_label(row: Mapping[str, Any]) -> str:
-    """Row label: the method, plus its variant when the method has several configurations."""
-    return str(row["method"]) + (f" [{row['variant']}]" if row.get("variant") else "")
+    """Row label: the method, its variant when it has several configurations, and its status.
+
+    The status (run tag ``bench.method.status``, from the model's ``bench_tags()``) marks a
+    stand-in or an ablation, e.g. ``m3amba {STAND-IN: random CLIP weights}``, so that no
+    board shows such a row under the bare name of the paper's method.
+    """
+    label = str(row["method"]) + (f" [{row['variant']}]" if row.get("variant") else "")
+    status = row.get("method_status")
+    return label + (f" {{{status}}}" if isinstance(status, str) and status else "")
 
 
 def display_rows(board: Board) -> list[dict[str, str]]:

@@ -133,5 +133,16 @@ def test_leaderboard_lists_each_method(store: dict, capsys: pytest.CaptureFixtur
     md = capsys.readouterr().out
     assert "\n## synthetic · split official · profile fast\n" in md
     assert any(line.startswith("| rank | method | n |") for line in md.splitlines())
+    status = {r["method"]: r["method_status"] for r in rows}
     for name in _methods():
-        assert f"| {name} |" in md
+        # A stand-in or ablation carries its status in the label, never the bare paper name.
+        label = f"{name} {{{status[name]}}}" if status[name] else name
+        assert f"| {label} |" in md
+    assert status["m3amba"].startswith("STAND-IN") and status["m3amba-concat"].startswith("ABLATION")
+
+
+def test_method_tags_say_what_guided_m3amba(store: dict) -> None:
+    tags = {r.data.params["method"]: r.data.tags for r in store["runs"]}
+    assert tags["m3amba"]["bench.method.guidance"].startswith("clip-random (STAND-IN")
+    assert tags["m3amba"]["bench.scan_backend"] in ("pure_torch_fast", "cuda_kernel")
+    assert tags["m3amba-concat"]["bench.method.guidance"].startswith("concat (paper ablation A")

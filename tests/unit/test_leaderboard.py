@@ -66,6 +66,7 @@ def fake_run(
     config: dict[str, str] | None = None,
     start: int = 0,
     run_id: str | None = None,
+    tags: dict[str, str] | None = None,
 ) -> Any:
     params = {"method": method, "profile": profile, "dataset": dataset, "split": split, "seed": str(seed),
               "val_fraction": "0.1", "train.epochs": "2", **(config or {})}
@@ -74,7 +75,7 @@ def fake_run(
          "mem_peak_bytes": 2**20, "split_leakage": 3.0, **(metrics or {})}
     rid = run_id or f"{method}-{dataset}-{split}-{profile}-{seed}-{start}"
     tags = {"bench.device": "cpu", "bench.env.cpu_model": "Test CPU", "bench.env.torch_threads": "2",
-            "bench.plugin_version": "0.1.0", "bench.cell_key": f"key-{rid}"}
+            "bench.plugin_version": "0.1.0", "bench.cell_key": f"key-{rid}", **(tags or {})}
     return SimpleNamespace(
         info=SimpleNamespace(run_id=rid, run_name=f"{method}.{profile}/{dataset}/{split}/s{seed}", start_time=start),
         data=SimpleNamespace(params=params, metrics=m, tags=tags),
@@ -516,3 +517,17 @@ def test_readme_mlflow_filter_strings_are_valid_searches(small_store: str) -> No
     for f in filters:
         runs = tracker.runs(f)
         assert runs, f"README filter {f!r} finds no run of a synthetic store"
+
+
+def test_stand_in_and_ablation_status_is_part_of_the_method_label() -> None:
+    status = {"bench.method.status": "STAND-IN: random CLIP weights"}
+    runs = [fake_run("m3amba", s, tags=status, metrics={"test_oa": 90.0 + s}) for s in range(2)]
+    runs += [fake_run("svm", s) for s in range(2)]
+    board_set = build_board_set(runs_frame(runs))
+    text = format_board_set(board_set, "md")
+    assert "m3amba {STAND-IN: random CLIP weights}" in text
+    assert re.search(r"\|\s*m3amba\s*\|", text) is None  # never the bare paper name
+    records = json.loads(format_board_set(board_set, "json"))["boards"][0]["rows"]
+    by_method = {r["method"]: r for r in records}
+    assert by_method["m3amba"]["method_status"] == "STAND-IN: random CLIP weights"
+    assert by_method["svm"]["method_status"] == ""
