@@ -1,12 +1,12 @@
 """Shared neural-network ops for method plugins.
 
 The selective scan and SS2D pieces (S2Mamba, M3amba), the CLIP ViT image encoder (M3amba),
-DCNv4 and efficient paired attention (CoMiX). Importing this package imports torch and
+DCNv4 and efficient paired attention (CoMiX), SpectralDiff's 3D U-Net DDPM (BDGF). Importing this package imports torch and
 registers the custom ops ``torch.ops.bench.selective_scan`` and ``torch.ops.bench.dcnv4``
 with their FLOP formulas; it never imports mamba-ssm or the DCNv4 package (that happens on
 the first call with CUDA tensors). See :mod:`bench_core.ops.selective_scan`,
 :mod:`bench_core.ops.ss2d`, :mod:`bench_core.ops.flops`, :mod:`bench_core.ops.clip_vit`,
-:mod:`bench_core.ops.dcnv4` and :mod:`bench_core.ops.epa`.
+:mod:`bench_core.ops.dcnv4`, :mod:`bench_core.ops.epa` and :mod:`bench_core.ops.ddpm3d`.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from bench_core.ops.dcnv4 import (
     dcnv4_offset_dim,
     default_dcn_backend,
 )
+from bench_core.ops.ddpm3d import DDPMInputError, LinearBetaSchedule, SimpleUnet3D, extract_features, light_split
 from bench_core.ops.epa import EPA, EPAInputError, EPAMaps
 from bench_core.ops.flops import selective_scan_flops
 from bench_core.ops.selective_scan import (
@@ -50,6 +51,9 @@ __all__ = [
     "EPA",
     "CrossSS2D",
     "DCNInputError",
+    "DDPMInputError",
+    "LinearBetaSchedule",
+    "SimpleUnet3D",
     "DCNv4",
     "EPAInputError",
     "EPAMaps",
@@ -58,6 +62,8 @@ __all__ = [
     "dcnv4_core",
     "dcnv4_kernel_available",
     "dcnv4_offset_dim",
+    "extract_features",
+    "light_split",
     "default_dcn_backend",
     "load_clip_visual",
     "random_clip_visual",
