@@ -3,10 +3,8 @@ the registry drives the test list)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import pytest
-import torch
 
 from bench_core import MethodSpec, load_plugins
 from bench_core.testing import Check, parametrize_with_method_checks
@@ -20,13 +18,7 @@ def _registered_methods() -> list[str]:
     return load_plugins().methods.names()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    # Two torch threads on a shared 2-core machine spin against other jobs (10x slower).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_builtin_reference_methods_are_registered() -> None:

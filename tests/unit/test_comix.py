@@ -9,7 +9,6 @@ checks that the meta counts equal the counts with real tensors at a small crop.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import optuna
@@ -39,12 +38,7 @@ SMALL: dict[str, Any] = {  # a few-millisecond model for the behaviour tests
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _info(hsi: int = 10, x: int = 2, classes: int = 5, crop: int = 12) -> SceneInfo:

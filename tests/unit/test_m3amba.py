@@ -6,7 +6,6 @@ methods in tests/conformance/test_builtin_methods.py.)"""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,12 +70,7 @@ SMALL: dict[str, Any] = {  # a few-millisecond model for the behaviour tests
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _info(hsi: int = 6, x: int = 2, classes: int = 4, crop: int = 8, seed: int = 0) -> SceneInfo:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import inspect
 import math
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -20,12 +19,7 @@ HOUSTON_LEAF, HOUSTON_ALL = 313_071, 321_903
 TRENTO_LEAF = 263_526
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _info(hsi: int = 144, x: int = 1, classes: int = 15, patch: int = 11) -> SceneInfo:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ast
 import inspect
-from collections.abc import Iterator
 
 import pytest
 import torch
@@ -17,12 +16,7 @@ from bench_plugins.methods import s2mamba
 HOUSTON_PARAMS = 118_759
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _info(hsi: int = 144, x: int | None = None, classes: int = 15, patch: int = 9) -> SceneInfo:

@@ -53,6 +53,7 @@ from torch import nn
 from bench_core import ConfigError, MethodSpec, SceneInfo, hookimpl
 from bench_core.ops.dcnv4 import DCN_BACKENDS, DCNv4, dcn_backend
 from bench_core.ops.epa import EPA, EPA_SCALINGS, EPA_SPATIAL_LAYOUTS
+from bench_core.ops.layers import Mlp, trunc_normal_init
 
 if TYPE_CHECKING:
     import optuna
@@ -246,19 +247,6 @@ class Downsample3D(nn.Module):
         return self.norm(self.conv(x.permute(0, 4, 1, 2, 3)).permute(0, 2, 3, 4, 1))
 
 
-class FFN(nn.Module):
-    """Channel-last MLP: Linear(C -> h), GELU, Linear(h -> C) (Eq. 4)."""
-
-    def __init__(self, channels: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(channels, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, channels)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
-
-
 class DCNBlock2D(nn.Module):
     """2D DCN block (Eqs. 2-4), channel-last (B, H, W, C): ``x + LN(DCNv4(x))``, then ``+ LN(FFN(x))``."""
 
@@ -268,7 +256,7 @@ class DCNBlock2D(nn.Module):
                          offset_scale=float(options.dcn_offset_scale), dw_kernel_size=options.dcn_dw_kernel,
                          output_bias=True, backend=options.dcn_backend)
         self.norm1 = nn.LayerNorm(channels)
-        self.ffn = FFN(channels, int(channels * ffn_ratio))
+        self.ffn = Mlp(channels, int(channels * ffn_ratio))
         self.norm2 = nn.LayerNorm(channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -469,18 +457,6 @@ class AllMLPDecoder(nn.Module):
         return self.classifier(self.dropout(y))
 
 
-@torch.no_grad()
-def _trunc_normal_init(module: nn.Module) -> None:
-    """InternImage/UNETR++ convention: trunc-normal(0.02) Linear weights, zero biases, LN 1/0."""
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
-
-
 # --------------------------------------------------------------------------- the method
 
 
@@ -519,7 +495,7 @@ class CoMiX(nn.Module):
                 self.ffm.append(FFM(c, int(c * options.ffm_hidden_ratio)))
         self.decoder = AllMLPDecoder(chans, options.decoder_dim, num_classes, float(options.decoder_dropout))
         if options.init == "trunc_normal":
-            self.apply(_trunc_normal_init)
+            self.apply(trunc_normal_init)
             for module in self.modules():
                 if isinstance(module, DCNv4):  # keeps the package's init (zero offsets/masks, Xavier)
                     module.reset_parameters()

@@ -50,6 +50,7 @@ from bench_core.ops.clip_vit import (
     random_clip_visual,
     resize_bicubic,
 )
+from bench_core.ops.layers import Mlp, trunc_normal_init
 
 if TYPE_CHECKING:
     import optuna
@@ -180,19 +181,6 @@ class DropPath(nn.Module):
         keep = 1.0 - self.rate
         mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
         return x * mask / keep
-
-
-class Mlp(nn.Module):
-    """Channel-last MLP: Linear, GELU, Linear (VMamba's ``Mlp``, no dropout)."""
-
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(x)))
 
 
 class PatchEmbed(nn.Module):
@@ -386,7 +374,7 @@ class M3ambaNet(nn.Module):
         self.head_hsi = Head(dim, num_classes)
         self.head_x = Head(dim, num_classes)
         self.head_fusion = Head(dim, num_classes)
-        self.apply(_reference_init)
+        self.apply(trunc_normal_init)  # the reference's _init_weights
 
     def _run(self, block: nn.Module, *args: torch.Tensor) -> torch.Tensor:
         if self.checkpoint_blocks and self.training and torch.is_grad_enabled():
@@ -458,18 +446,6 @@ def _reference_name(name: str) -> str:
             return prefix + param
         return prefix + param + ("_hsi" if stream == "ssm" else "_lidar")
     return name
-
-
-@torch.no_grad()
-def _reference_init(module: nn.Module) -> None:
-    """VSSM's ``_init_weights``: trunc-normal(0.02) Linear weights, zero biases, LayerNorm 1/0."""
-    if isinstance(module, nn.Linear):
-        nn.init.trunc_normal_(module.weight, std=0.02)
-        if module.bias is not None:
-            nn.init.zeros_(module.bias)
-    elif isinstance(module, nn.LayerNorm):
-        nn.init.ones_(module.weight)
-        nn.init.zeros_(module.bias)
 
 
 # --------------------------------------------------------------------------- the method

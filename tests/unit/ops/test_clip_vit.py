@@ -5,7 +5,6 @@ OpenAI's layout, clear errors, FLOPs countable."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -34,12 +33,7 @@ from bench_core.ops.clip_vit import (
 TINY = ClipVisionArch(width=128, layers=2, heads=2, patch=8, image_size=32, output_dim=48)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ----------------------------------------------------------------------------- an OpenAI-style model
