@@ -35,7 +35,13 @@ from bench_core.sampling import (
     sliding_window_logits_at,
 )
 from bench_core.scene import IGNORE_INDEX, SceneInfo
-from bench_core.specs import MethodSpec, PixelEstimator, ResolvedConfig, TrainConfig, crop_grid_stride
+from bench_core.specs import (
+    MethodSpec,
+    PixelEstimator,
+    ResolvedConfig,
+    TrainConfig,
+    crop_grid_stride,
+)
 from bench_core.timing import Stopwatch, resolve_device
 
 # Distinct streams derived from the one trainer seed (SeedSequence spawn keys).
@@ -286,7 +292,7 @@ class Trainer:
             batches = self._crop_batches(inputs, data, size, train)
 
             def validate() -> np.ndarray:
-                return self._predict_dense_at(spec, model, config, inputs, data.val_index)
+                return self.predict_dense_at(spec, model, config, inputs, data.val_index)
 
         result = FitResult(epochs_run=0, steps=0, stop_reason="completed")
         result.optimizer_params = describe_optimizer(model, train)
@@ -479,7 +485,7 @@ class Trainer:
             return np.zeros(0, dtype=np.int64)
         return torch.cat(chunks).numpy().astype(np.int64)
 
-    def _predict_dense_at(
+    def predict_dense_at(
         self, spec: MethodSpec, model: nn.Module, config: ResolvedConfig, inputs: Mapping[str, np.ndarray],
         flat: np.ndarray,
     ) -> np.ndarray:
@@ -602,8 +608,10 @@ def make_optimizer(model: nn.Module, train: TrainConfig, method: str = "the meth
             f"method {method!r}: the built module has no trainable parameters; expected at least one "
             f"parameter with requires_grad=True"
         )
-    decayed = [p for p in params if not no_decay(p, train)]
-    exempt = [p for p in params if no_decay(p, train)]
+    decayed: list[nn.Parameter] = []
+    exempt: list[nn.Parameter] = []
+    for p in params:
+        (exempt if no_decay(p, train) else decayed).append(p)
     groups: list[dict[str, Any]] = []
     if decayed:
         groups.append({"params": decayed, "weight_decay": train.weight_decay})

@@ -42,7 +42,7 @@ def test_dense_validation_on_windows_vs_whole_scene(benchmark, record) -> None:
         return trainer.predict_scene(spec, model, config, cell.inputs).reshape(-1)[val]
 
     def windows() -> np.ndarray:
-        return trainer._predict_dense_at(spec, model, config, cell.inputs, val)
+        return trainer.predict_dense_at(spec, model, config, cell.inputs, val)
 
     assert np.array_equal(whole_scene(), windows())  # same predictions, or the timing means nothing
     scene_s, windows_s = paired_best_of(whole_scene, windows, repeats=3)

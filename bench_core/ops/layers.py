@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import torch
 from torch import nn
+
+from bench_core.errors import ConfigError
 
 
 @torch.no_grad()
@@ -39,4 +43,25 @@ class Mlp(nn.Module):
         return self.fc2(self.act(self.fc1(x)))
 
 
-__all__ = ["Mlp", "trunc_normal_init"]
+def crop_inputs(
+    method: str, inputs: Mapping[str, torch.Tensor], bands: tuple[int, int], crop: int, why: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``hsi`` and ``x`` crops of a dense method whose layers are sized by the crop side.
+
+    Raises ConfigError naming the input, its shape and the expected ``(batch, bands, crop, crop)``;
+    ``why`` (appended as is) says which layer fixes the crop side.
+    """
+    missing = [k for k in ("hsi", "x") if k not in inputs]
+    if missing:
+        raise ConfigError(f"{method}: inputs {sorted(inputs)} lack {missing}; expected 'hsi' and 'x' crops")
+    hsi, x = inputs["hsi"], inputs["x"]
+    for name, tensor, count in (("hsi", hsi, bands[0]), ("x", x, bands[1])):
+        if tensor.ndim != 4 or tensor.shape[1] != count or tuple(tensor.shape[-2:]) != (crop, crop):
+            raise ConfigError(
+                f"{method}: input {name!r} has shape {tuple(tensor.shape)}; expected (batch, {count}, "
+                f"{crop}, {crop}){why}"
+            )
+    return hsi, x
+
+
+__all__ = ["Mlp", "crop_inputs", "trunc_normal_init"]

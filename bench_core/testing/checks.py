@@ -612,7 +612,7 @@ def check_dense_validation_matches_scene_prediction(spec: MethodSpec) -> None:
     scene_map = fitted.trainer.predict_scene(spec, fitted.model, config, cell.inputs).reshape(-1)
     differ = 0
     for chosen in (val, few):
-        at_windows = fitted.trainer._predict_dense_at(spec, fitted.model, config, cell.inputs, chosen)
+        at_windows = fitted.trainer.predict_dense_at(spec, fitted.model, config, cell.inputs, chosen)
         differ += int(np.sum(at_windows != scene_map[chosen]))
     assert differ == 0, (
         f"method {spec.name!r}: validation on windows predicted {differ} of {val.size + few.size} pixels "

@@ -53,7 +53,7 @@ from torch import nn
 from bench_core import ConfigError, MethodSpec, SceneInfo, hookimpl
 from bench_core.ops.dcnv4 import DCN_BACKENDS, DCNv4, dcn_backend
 from bench_core.ops.epa import EPA, EPA_SCALINGS, EPA_SPATIAL_LAYOUTS
-from bench_core.ops.layers import Mlp, trunc_normal_init
+from bench_core.ops.layers import Mlp, crop_inputs, trunc_normal_init
 
 if TYPE_CHECKING:
     import optuna
@@ -501,19 +501,11 @@ class CoMiX(nn.Module):
                     module.reset_parameters()
 
     def _check_inputs(self, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        missing = [k for k in ("hsi", "x") if k not in inputs]
-        if missing:
-            raise ConfigError(f"{NAME}: inputs {sorted(inputs)} lack {missing}; expected 'hsi' and 'x' crops")
-        hsi, x = inputs["hsi"], inputs["x"]
-        for name, tensor, bands in (("hsi", hsi, self.bands[0]), ("x", x, self.bands[1])):
-            if tensor.ndim != 4 or tensor.shape[1] != bands or tuple(tensor.shape[-2:]) != (self.crop, self.crop):
-                raise ConfigError(
-                    f"{NAME}: input {name!r} has shape {tuple(tensor.shape)}; expected (batch, {bands}, "
-                    f"{self.crop}, {self.crop}): the model is built for {self.crop} x {self.crop} crops (EPA and "
-                    f"CMFeX project H*W*D tokens with layers sized by the crop); run with train.patch_size="
-                    f"{self.crop} or rebuild the model for another crop"
-                )
-        return hsi, x
+        return crop_inputs(
+            NAME, inputs, self.bands, self.crop,
+            f": the model is built for {self.crop} x {self.crop} crops (EPA and CMFeX project H*W*D tokens with layers "
+            f"sized by the crop); run with train.patch_size={self.crop} or rebuild the model for another crop",
+        )
 
     def encode(self, hsi: torch.Tensor, x: torch.Tensor) -> list[torch.Tensor]:
         """The four fused stage features, channel-last (B, s_i, s_i, C_i)."""

@@ -50,7 +50,7 @@ from bench_core.ops.clip_vit import (
     random_clip_visual,
     resize_bicubic,
 )
-from bench_core.ops.layers import Mlp, trunc_normal_init
+from bench_core.ops.layers import Mlp, crop_inputs, trunc_normal_init
 
 if TYPE_CHECKING:
     import optuna
@@ -495,18 +495,10 @@ class M3amba(nn.Module):
         self.net = M3ambaNet(options, hsi_bands, x_bands, num_classes, crop, embed_dim)
 
     def _check_inputs(self, inputs: Mapping[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        missing = [k for k in ("hsi", "x") if k not in inputs]
-        if missing:
-            raise ConfigError(f"{NAME}: inputs {sorted(inputs)} lack {missing}; expected 'hsi' and 'x' crops")
-        hsi, x = inputs["hsi"], inputs["x"]
-        for name, tensor, bands in (("hsi", hsi, self.bands[0]), ("x", x, self.bands[1])):
-            if tensor.ndim != 4 or tensor.shape[1] != bands or tuple(tensor.shape[-2:]) != (self.crop, self.crop):
-                raise ConfigError(
-                    f"{NAME}: input {name!r} has shape {tuple(tensor.shape)}; expected (batch, {bands}, "
-                    f"{self.crop}, {self.crop}) (the model is built for {self.crop} x {self.crop} crops: "
-                    f"Linear(512 -> crop^2) fixes the crop side)"
-                )
-        return hsi, x
+        return crop_inputs(
+            NAME, inputs, self.bands, self.crop,
+            f" (the model is built for {self.crop} x {self.crop} crops: Linear(512 -> crop^2) fixes the crop side)",
+        )
 
     def _encode(self, images: torch.Tensor, adapters: nn.ModuleList | None) -> torch.Tensor:
         images = resize_bicubic(images, self.clip.image_size)
