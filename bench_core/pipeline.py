@@ -30,7 +30,14 @@ import numpy as np
 
 from bench_core.errors import ConfigError, ModelOutputError
 from bench_core.scene import Scene, SceneInfo
-from bench_core.specs import DatasetContext, DatasetSpec, MethodSpec, ResolvedConfig, SplitProtocol, SplitSpec
+from bench_core.specs import (
+    DatasetContext,
+    DatasetSpec,
+    MethodSpec,
+    ResolvedConfig,
+    SplitProtocol,
+    SplitSpec,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -38,7 +45,7 @@ if TYPE_CHECKING:
     from bench_core.metrics import Scores
     from bench_core.splits import Split
     from bench_core.tracking import RunHandle, Tracker
-    from bench_core.training import FitResult, Trainer, TrainData
+    from bench_core.training import FitResult, TrainData, Trainer
 
 log = logging.getLogger("bench.pipeline")
 
@@ -270,6 +277,21 @@ def build_and_fit(
     return Fitted(trainer=trainer, model=model, fit=fit)
 
 
+def stage_cache_dir() -> Path:
+    """Where ``bench run`` and ``bench tune`` keep stage results: ``<BENCH_HOME>/cache/stages``."""
+    from bench_core.tracking import bench_home
+
+    return bench_home() / "cache" / "stages"
+
+
+def fitted_tags(fitted: Fitted) -> dict[str, str]:
+    """Run tags known after the fit: the model's own tags again (stages may change them, e.g. a
+    cache hit) and ``bench.stage_cache.<entry> = hit | miss`` for each stage-cache lookup."""
+    tags = method_tags(fitted.model, fitted.trainer.device)
+    tags.update({f"bench.stage_cache.{name}": event for name, event in fitted.fit.stage_cache.items()})
+    return tags
+
+
 def score_validation(fitted: Fitted, cell: CellData) -> Scores:
     """Scores of the trained model on the validation pixels (what ``bench tune`` optimises)."""
     from bench_core.metrics import compute_scores
@@ -295,12 +317,19 @@ class TestEvaluation:
     time_infer_s: float
 
 
-def example_input(cell: CellData, device: torch.device) -> dict[str, torch.Tensor]:
-    """One sample (a patch or a crop) of zeros: FLOPs do not depend on the values."""
+def example_input(cell: CellData, device: torch.device, model: Any = None) -> dict[str, torch.Tensor]:
+    """One sample (a patch or a crop) of zeros: FLOPs do not depend on the values.
+
+    With ``model``, the derived inputs its stages added (e.g. BDGF's diffusion features) are
+    part of the sample, as they are in training and prediction.
+    """
     import torch
 
+    from bench_core.training import derived_inputs
+
     p = cell.patch_size
-    return {k: torch.zeros(1, v.shape[0], p, p, device=device) for k, v in cell.inputs.items()}
+    inputs = {**cell.inputs, **derived_inputs(model)}
+    return {k: torch.zeros(1, v.shape[0], p, p, device=device) for k, v in inputs.items()}
 
 
 def evaluate_test(fitted: Fitted, cell: CellData, split: Split) -> TestEvaluation:
@@ -314,7 +343,7 @@ def evaluate_test(fitted: Fitted, cell: CellData, split: Split) -> TestEvaluatio
 
     trainer = fitted.trainer
     if fitted.is_module:
-        warm_up_inference(fitted.model, example_input(cell, trainer.device), trainer.device)
+        warm_up_inference(fitted.model, example_input(cell, trainer.device, fitted.model), trainer.device)
     test_index = split.open_test()
     with Stopwatch(trainer.device) as clock:
         predicted = trainer.predict(cell.spec, fitted.model, cell.config, cell.inputs, test_index)
@@ -389,7 +418,7 @@ def cell_metrics(
 
     fit = fitted.fit
     total, trainable = count_parameters(fitted.model)
-    example = example_input(cell, fitted.trainer.device) if fitted.is_module else {}
+    example = example_input(cell, fitted.trainer.device, fitted.model) if fitted.is_module else {}
     flops = flops_per_sample(fitted.model, example)
     metrics: dict[str, float] = dict(test.scores.as_metrics(cell.scene.class_names, prefix="test_"))
     metrics.update(
@@ -480,11 +509,13 @@ __all__ = [
     "cell_metrics",
     "evaluate_test",
     "example_input",
+    "fitted_tags",
     "load_scene",
     "make_cell_split",
     "method_tags",
     "prepare",
     "score_validation",
+    "stage_cache_dir",
     "warm_up_inference",
     "write_cell_artifacts",
 ]

@@ -25,10 +25,12 @@ from bench_core.pipeline import (
     build_and_fit,
     cell_metrics,
     evaluate_test,
+    fitted_tags,
     load_scene,
     make_cell_split,
     method_tags,
     prepare,
+    stage_cache_dir,
     write_cell_artifacts,
 )
 from bench_core.plugins import PluginHost, select
@@ -228,7 +230,13 @@ class RichReporter(Reporter):
     """Progress bars for cells and epochs on an interactive terminal."""
 
     def __init__(self, console: Any) -> None:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
 
         super().__init__(console.print)
         self.progress = Progress(
@@ -429,15 +437,17 @@ def _execute(
     def on_epoch_end(epoch: int, values: Mapping[str, float]) -> None:
         # Per-epoch curves get their own names (percent), so the final `val_oa` stays the
         # value MLflow shows as latest.
-        curves = {"train_loss": values.get("train_loss"), "lr": values.get("lr")}
+        curves = {k: v for k, v in values.items() if k not in ("epoch", "val_oa")}  # incl. the model's epoch_metrics
         if "val_oa" in values:
             curves["epoch_val_oa"] = 100.0 * values["val_oa"]
         run.log_metrics(curves, step=epoch)
         reporter.epoch(cell, epoch, config.train.epochs, values)
 
-    trainer = Trainer(device=device, seed=cell.train_seed, on_epoch_end=on_epoch_end)
+    trainer = Trainer(device=device, seed=cell.train_seed, on_epoch_end=on_epoch_end,
+                      stage_seed=cell.seed, stage_cache_dir=stage_cache_dir())
     with PeakMemory(device) as peak:
         fitted = build_and_fit(data, trainer, on_built=lambda model: run.set_tags(method_tags(model, device)))
+        run.set_tags(fitted_tags(fitted))
         test = evaluate_test(fitted, data, split)
     metrics = cell_metrics(data, split, fitted, test, peak.peak_bytes)
     run.log_metrics(metrics)

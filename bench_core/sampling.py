@@ -105,12 +105,82 @@ def as_index(index: np.ndarray | torch.Tensor, num_pixels: int) -> torch.Tensor:
 # --------------------------------------------------------------------------- patches
 
 
+PAD_COPY_BYTES = 256 * 2**20
+"""Inputs whose padded float32 copy would be larger than this (or that are memory-mapped) are
+gathered straight from the source array instead of from a padded copy."""
+
+
+def border_index(index: np.ndarray, length: int, pad_mode: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """Map coordinates that may lie up to ``length - 1`` outside ``[0, length)`` back inside.
+
+    The index arithmetic equivalent of ``np.pad(..., mode)`` for one axis: ``reflect``
+    (edge not repeated), ``symmetric`` (edge repeated), ``edge`` (clamped), ``zero`` (clamped,
+    with a mask of the coordinates that are outside and read as 0).
+
+    Returns:
+        ``(inside, outside)``: indices into ``[0, length)`` and, for ``zero``, a boolean mask
+        (``None`` otherwise).
+    """
+    index = np.asarray(index, dtype=np.int64)
+    last = length - 1
+    if pad_mode == "reflect":
+        if length == 1:
+            return np.zeros_like(index), None
+        period = 2 * last
+        folded = np.abs(index) % period
+        return np.where(folded > last, period - folded, folded), None
+    if pad_mode == "symmetric":
+        period = 2 * length
+        folded = np.where(index < 0, -index - 1, index) % period
+        return np.where(folded > last, period - 1 - folded, folded), None
+    inside = np.clip(index, 0, last)
+    if pad_mode == "edge":
+        return inside, None
+    return inside, (index < 0) | (index > last)
+
+
+class _SourceGather:
+    """Patches of one (C, H, W) input read straight from the source array, cast per batch.
+
+    For memory-mapped or large inputs (e.g. BDGF's 8,192-channel float16 diffusion features):
+    no padded copy; the border is handled by :func:`border_index`. A source stored
+    channel-last on disk (an (H, W, C) array passed as its (C, H, W) transpose) reads each
+    patch pixel as one contiguous run of C values.
+    """
+
+    def __init__(self, arr: np.ndarray, patch_size: int, pad_mode: str) -> None:
+        self.source = np.moveaxis(arr, 0, -1)  # (H, W, C) view, no copy
+        self.height, self.width, self.channels = self.source.shape
+        self.pad_mode = pad_mode
+        self.offsets = np.arange(patch_size) - patch_size // 2
+
+    def patches(self, rows: np.ndarray, cols: np.ndarray, device: torch.device) -> torch.Tensor:
+        r, r_out = border_index(rows[:, None] + self.offsets, self.height, self.pad_mode)
+        c, c_out = border_index(cols[:, None] + self.offsets, self.width, self.pad_mode)
+        block = np.asarray(self.source[r[:, :, None], c[:, None, :]])  # (N, p, p, C) in the source dtype
+        out = torch.from_numpy(block).to(device=device, dtype=torch.float32)
+        if r_out is not None and c_out is not None:
+            outside = torch.from_numpy(r_out[:, :, None] | c_out[:, None, :]).to(device)
+            out = out.masked_fill(outside[..., None], 0.0)
+        return out.permute(0, 3, 1, 2).contiguous()
+
+
+def _needs_source_gather(arr: np.ndarray, patch_size: int) -> bool:
+    if isinstance(arr, np.memmap) or isinstance(getattr(arr, "base", None), np.memmap):
+        return True
+    c, h, w = (int(v) for v in arr.shape)
+    return c * (h + patch_size - 1) * (w + patch_size - 1) * 4 > PAD_COPY_BYTES
+
+
 class PatchSampler:
     """Per-modality (N, C, p, p) patches centred on flat pixel indices.
 
-    Each input is padded once by ``patch_size // 2`` and kept channel-last on ``device``;
-    patches come from a strided (H, W, p, p, C) view of the padded tensor with one
-    advanced-indexing gather per modality and call.
+    Each ordinary input is padded once by ``patch_size // 2`` and kept channel-last on
+    ``device``; patches come from a strided (H, W, p, p, C) view of the padded tensor with one
+    advanced-indexing gather per modality and call. Memory-mapped inputs and inputs whose
+    padded float32 copy would exceed :data:`PAD_COPY_BYTES` are not copied: their patches are
+    gathered from the source array (any float dtype, e.g. float16) by index arithmetic at the
+    border and cast to float32 per batch. Both ways give the same patches.
     """
 
     def __init__(
@@ -129,33 +199,55 @@ class PatchSampler:
         r = self.radius
         self.padded: dict[str, torch.Tensor] = {}
         self.views: dict[str, torch.Tensor] = {}
+        self.sources: dict[str, _SourceGather] = {}
+        self.channels: dict[str, int] = {}
         for name, arr in inputs.items():
+            self.channels[name] = int(arr.shape[0])
+            if _needs_source_gather(arr, patch_size):
+                self.sources[name] = _SourceGather(arr, patch_size, pad_mode)
+                continue
             # Channel-last (H', W', C): a patch row is then one run of p * C floats, which makes
             # the gather an order of magnitude faster than from (C, H', W') for 100+ bands.
             padded = torch.from_numpy(_pad(arr, (r, r), (r, r), pad_mode)).permute(1, 2, 0).contiguous()
             padded = padded.to(self.device)
             self.padded[name] = padded
             self.views[name] = _windows_channel_last(padded, patch_size)
+        self._order = list(inputs)
 
     @property
     def num_pixels(self) -> int:
         return self.height * self.width
 
     def _rows_cols(self, index: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        flat = as_index(index, self.num_pixels).to(self.device)
+        flat = as_index(index, self.num_pixels)
         return flat // self.width, flat % self.width
 
     def patches(self, index: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
         """``{name: (N, C, p, p) float32}`` on the sampler's device, in the order of ``index``."""
         rows, cols = self._rows_cols(index)
-        # Window (i, j) of the padded scene is centred on scene pixel (i, j).
-        return {name: view[rows, cols].permute(0, 3, 1, 2).contiguous() for name, view in self.views.items()}
+        out: dict[str, torch.Tensor] = {}
+        if self.views:
+            rows_d, cols_d = rows.to(self.device), cols.to(self.device)
+        for name in self._order:
+            if name in self.sources:
+                out[name] = self.sources[name].patches(rows.numpy(), cols.numpy(), self.device)
+            else:
+                # Window (i, j) of the padded scene is centred on scene pixel (i, j).
+                out[name] = self.views[name][rows_d, cols_d].permute(0, 3, 1, 2).contiguous()
+        return out
 
     def pixels(self, index: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
         """``{name: (N, C) float32}`` spectra of the centre pixels."""
         rows, cols = self._rows_cols(index)
         r = self.radius
-        return {name: padded[rows + r, cols + r] for name, padded in self.padded.items()}
+        out: dict[str, torch.Tensor] = {}
+        for name in self._order:
+            if name in self.sources:
+                values = np.asarray(self.sources[name].source[rows.numpy(), cols.numpy()])
+                out[name] = torch.from_numpy(values).to(device=self.device, dtype=torch.float32)
+            else:
+                out[name] = self.padded[name][rows.to(self.device) + r, cols.to(self.device) + r]
+        return out
 
 
 # --------------------------------------------------------------------------- crops
@@ -422,12 +514,14 @@ def sliding_window_logits_at(
 
 
 __all__ = [
+    "PAD_COPY_BYTES",
     "PAD_MODES",
     "CropSampler",
     "ModelOutputError",
     "PatchSampler",
     "SamplingError",
     "as_index",
+    "border_index",
     "sliding_window_logits",
     "sliding_window_logits_at",
     "window_starts",

@@ -16,6 +16,7 @@ import math
 import random
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,8 +41,10 @@ from bench_core.specs import (
     PixelEstimator,
     ResolvedConfig,
     TrainConfig,
+    check_name,
     crop_grid_stride,
 )
+from bench_core.stage_cache import StageCache, inputs_fingerprint
 from bench_core.timing import Stopwatch, resolve_device
 
 # Distinct streams derived from the one trainer seed (SeedSequence spawn keys).
@@ -117,6 +120,7 @@ class FitResult:
     untimed warm-up step (``time_warmup_s``: one forward and backward pass before training,
     no optimizer step, so that first-call costs stay out of ``time_train_s``).
     ``optimizer_params`` describes the parameter groups (logged as run params).
+    ``stage_cache`` says for each stage-cache entry looked up whether it was a ``hit`` or a ``miss``.
     """
 
     epochs_run: int
@@ -130,21 +134,88 @@ class FitResult:
     time_val_s: float = 0.0
     time_warmup_s: float = 0.0
     stage_times: dict[str, float] = field(default_factory=dict)
+    stage_cache: dict[str, str] = field(default_factory=dict)
     optimizer_params: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class StageContext:
-    """What a :class:`~bench_core.specs.Stage` ``run`` receives."""
+    """What a :class:`~bench_core.specs.Stage` ``run`` receives.
+
+    Attributes:
+        model: the built module (on ``device``).
+        config: the resolved config (``config.model`` holds the stage's settings).
+        data: the scene inputs (whole scene, no test labels) and the training/validation pixels.
+        device: where to compute.
+        generator: a CPU generator of this stage's own seed stream.
+        seed: the stage seed (the cell's user seed in ``bench run``/``bench tune``, shared
+            by every split and trial of that seed; put it in cache keys).
+        cache: the method's :class:`~bench_core.stage_cache.StageCache`, or ``None`` when
+            the caller keeps no cache (unit tests, conformance checks): then compute.
+
+    A stage that reads training pixels or labels must put them in its cache key; one that
+    reads only ``data.inputs`` (unsupervised pretraining) is keyed by the inputs' fingerprint.
+    """
 
     model: Any
     config: ResolvedConfig
     data: TrainData
     device: torch.device
     generator: torch.Generator
+    seed: int = 0
+    cache: StageCache | None = None
+
+    @property
+    def cache_dir(self) -> Path | None:
+        """``<BENCH_HOME>/cache/stages/<method>`` when there is a cache."""
+        return None if self.cache is None else self.cache.root
+
+    @property
+    def dataset_fingerprint(self) -> str:
+        """Hash of the input arrays (scene, band selection and normalisation: what the stage sees)."""
+        return self.cache.dataset_fingerprint if self.cache is not None else inputs_fingerprint(self.data.inputs)
+
+    def add_input(self, name: str, values: np.ndarray) -> None:
+        """Make ``values`` (C, H, W) a *derived input* of the model, sampled like a scene input.
+
+        The Trainer merges derived inputs into what it samples after the stages (training,
+        validation) and whenever it predicts with this model; the FLOP example includes
+        them. Large maps may be float16 or memory-mapped (:class:`~bench_core.sampling.PatchSampler`
+        then gathers patches without a padded copy). Stored on the model as ``derived_inputs``.
+        """
+        add_derived_input(self.model, name, values, self.data.image_shape, reserved=tuple(self.data.inputs))
 
 
 _PREGATHER_BYTES = 256 * 2**20  # patches of the training pixels gathered once when they fit
+
+
+def derived_inputs(model: Any) -> dict[str, np.ndarray]:
+    """The derived inputs a stage added to ``model`` (``{}`` for most methods)."""
+    found = getattr(model, "derived_inputs", None)
+    return dict(found) if isinstance(found, Mapping) else {}
+
+
+def add_derived_input(
+    model: Any, name: str, values: np.ndarray, image_shape: tuple[int, int], reserved: tuple[str, ...] = ()
+) -> None:
+    """Attach a (C, H, W) map to ``model.derived_inputs`` after checking its name and shape."""
+    check_name("derived input", name)
+    if name in reserved:
+        raise ConfigError(
+            f"derived input {name!r}: the scene already gives an input of that name ({list(reserved)}); "
+            f"expected a new name, e.g. 'dif'"
+        )
+    shape = tuple(np.shape(values))
+    if len(shape) != 3 or shape[1:] != tuple(image_shape) or shape[0] < 1:
+        raise SamplingError(
+            f"derived input {name!r} has shape {shape}; expected (C, {image_shape[0]}, {image_shape[1]}), "
+            f"one value per channel and scene pixel"
+        )
+    if not np.issubdtype(np.asarray(values[:0]).dtype, np.floating):
+        raise SamplingError(f"derived input {name!r} has dtype {values.dtype}; expected float16/32/64")
+    current = derived_inputs(model)
+    current[name] = values
+    model.derived_inputs = current
 
 
 def _derive_seed(seed: int, *stream: int) -> int:
@@ -169,9 +240,14 @@ class Trainer:
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or a :class:`torch.device`.
         seed: the one seed of this training run (weights, shuffling, crops, stages).
         on_epoch_end: ``callback(epoch, metrics)`` after each epoch (1-based) with
-            ``epoch``, ``train_loss``, ``lr`` and ``val_oa`` when measured; exceptions
-            propagate (the tuner prunes that way).
+            ``epoch``, ``train_loss``, ``lr``, ``val_oa`` when measured and whatever the model's
+            optional ``epoch_metrics()`` returns; exceptions propagate (the tuner prunes that way).
         logger: where progress goes; default ``logging.getLogger("bench.training")``.
+        stage_seed: seed of the stages (default ``seed``). ``bench run`` and ``bench tune``
+            pass the user seed, so that a label-free stage is the same for every split,
+            profile and trial of that seed, and its cached result is reused.
+        stage_cache_dir: root of the stage cache (``<BENCH_HOME>/cache/stages``); ``None`` =
+            stages get no cache and compute every time.
     """
 
     def __init__(
@@ -180,9 +256,13 @@ class Trainer:
         seed: int = 0,
         on_epoch_end: Callable[[int, dict[str, float]], None] | None = None,
         logger: logging.Logger | None = None,
+        stage_seed: int | None = None,
+        stage_cache_dir: Path | None = None,
     ) -> None:
         self.device = resolve_device(device)
         self.seed = int(seed)
+        self.stage_seed = self.seed if stage_seed is None else int(stage_seed)
+        self.stage_cache_dir = None if stage_cache_dir is None else Path(stage_cache_dir)
         self.on_epoch_end = on_epoch_end
         self.log = logger or logging.getLogger("bench.training")
 
@@ -217,33 +297,44 @@ class Trainer:
             )
         return model.to(self.device)
 
-    def _check_inputs(self, spec: MethodSpec, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def _check_inputs(
+        self, spec: MethodSpec, inputs: Mapping[str, np.ndarray], model: Any = None
+    ) -> dict[str, np.ndarray]:
+        """The method's scene inputs, plus the derived inputs its stages attached to ``model``."""
         missing = [m for m in spec.modalities if m not in inputs]
         if missing:
             raise MissingModalityError(
                 f"method {spec.name!r} needs input(s) {missing} but got {list(inputs)}; build the "
                 f"inputs with scene.inputs_for(spec.modalities)"
             )
-        return {m: inputs[m] for m in spec.modalities}
+        return {**{m: inputs[m] for m in spec.modalities}, **derived_inputs(model)}
 
     # ----------------------------------------------------------------- fit
 
     def fit(self, spec: MethodSpec, model: Any, config: ResolvedConfig, data: TrainData) -> FitResult:
         """Run the stages, then train ``model`` on ``data`` under ``config.train``."""
-        inputs = self._check_inputs(spec, data.inputs)
+        self._check_inputs(spec, data.inputs)
         stage_times: dict[str, float] = {}
+        stage_cache: dict[str, str] = {}
         for number, stage in enumerate(spec.stages):
-            generator = self._generator(_STREAM_STAGE, number)
-            context = StageContext(model, config, data, self.device, generator)
+            generator = torch.Generator().manual_seed(_derive_seed(self.stage_seed, _STREAM_STAGE, number))
+            cache = None
+            if self.stage_cache_dir is not None:
+                cache = StageCache(self.stage_cache_dir / spec.name, data.inputs)
+            context = StageContext(model, config, data, self.device, generator, self.stage_seed, cache)
             with Stopwatch(self.device) as clock:
                 stage.run(context)
             stage_times[stage.name] = clock.elapsed
+            if cache is not None:
+                stage_cache.update(cache.events)
             self.log.info("method %s: stage %s took %.2f s", spec.name, stage.name, stage_times[stage.name])
+        inputs = self._check_inputs(spec, data.inputs, model)  # now with the stages' derived inputs
         if spec.input_kind == "pixel":
             result = self._fit_estimator(spec, model, config, inputs, data)
         else:
             result = self._fit_module(spec, model, config, inputs, data)
         result.stage_times = stage_times
+        result.stage_cache = stage_cache
         return result
 
     def _fit_estimator(
@@ -332,6 +423,7 @@ class Trainer:
             result.epochs_run = epoch
 
             metrics: dict[str, float] = {"epoch": float(epoch), "train_loss": loss_sum / max(weight, 1), "lr": lr}
+            metrics.update(_model_epoch_metrics(model, spec.name))
             last = epoch == train.epochs
             # The last epoch is always validated so that final_val_oa describes the returned model.
             if has_val and (epoch % train.val_every == 0 or last):
@@ -392,7 +484,7 @@ class Trainer:
         # Training pixels are few (hundreds to thousands): when their patches fit in a modest
         # budget, gather them once per fit and index batches from that, as a hand-written loop
         # over pre-extracted tensors would; otherwise gather each batch from the strided view.
-        bands = sum(int(v.shape[-1]) for v in sampler.padded.values())
+        bands = sum(sampler.channels.values())
         pregathered = (
             sampler.patches(index) if n * bands * sampler.patch_size**2 * 4 <= _PREGATHER_BYTES else None
         )
@@ -457,7 +549,7 @@ class Trainer:
         :func:`~bench_core.sampling.sliding_window_logits` (``batch_size`` windows at a time)
         and pick the indexed pixels; pixel methods call ``model.predict``.
         """
-        inputs = self._check_inputs(spec, inputs)
+        inputs = self._check_inputs(spec, inputs, model)
         first = next(iter(inputs.values()))
         flat = as_index(index, int(first.shape[1]) * int(first.shape[2])).numpy()
         if spec.input_kind == "pixel":
@@ -495,6 +587,7 @@ class Trainer:
         validation uses it so that an epoch's check costs the windows around the validation
         pixels, not the scene.
         """
+        inputs = self._check_inputs(spec, inputs, model)
         with _evaluating(model):
             logits, _ = sliding_window_logits_at(
                 lambda x: _logits(model(x), spec.name),
@@ -511,7 +604,7 @@ class Trainer:
         self, spec: MethodSpec, model: Any, config: ResolvedConfig, inputs: Mapping[str, np.ndarray]
     ) -> np.ndarray:
         """0-based predictions (H, W) int64 for every pixel (the classification map)."""
-        inputs = self._check_inputs(spec, inputs)
+        inputs = self._check_inputs(spec, inputs, model)
         first = next(iter(inputs.values()))
         height, width = int(first.shape[1]), int(first.shape[2])
         if spec.input_kind != "dense":
@@ -544,6 +637,21 @@ class _evaluating:
 
     def __exit__(self, *exc: object) -> None:
         self.model.train(self.was_training)
+
+
+def _model_epoch_metrics(model: nn.Module, method: str) -> dict[str, float]:
+    """What the model reports about the epoch through ``epoch_metrics()`` (e.g. a learned temperature)."""
+    report = getattr(model, "epoch_metrics", None)
+    if not callable(report):
+        return {}
+    values = report()
+    reserved = {"epoch", "train_loss", "lr", "val_oa"}
+    if not isinstance(values, Mapping) or any(not isinstance(k, str) or k in reserved for k in values):
+        raise ModelOutputError(
+            f"method {method!r}: epoch_metrics() returned {values!r}; expected a dict of str -> float whose "
+            f"names are not {sorted(reserved)}"
+        )
+    return {k: float(v) for k, v in values.items()}
 
 
 def _accuracy(predicted: np.ndarray, data: TrainData) -> float:
@@ -664,6 +772,8 @@ __all__ = [
     "StageContext",
     "TrainData",
     "Trainer",
+    "add_derived_input",
+    "derived_inputs",
     "describe_optimizer",
     "make_optimizer",
     "make_scheduler",

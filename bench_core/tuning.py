@@ -733,7 +733,14 @@ class TuneObjective:
         """The cell pipeline up to the fit, then the validation scores; the test split stays sealed."""
         import optuna
 
-        from bench_core.pipeline import build_and_fit, method_tags, prepare, score_validation
+        from bench_core.pipeline import (
+            build_and_fit,
+            fitted_tags,
+            method_tags,
+            prepare,
+            score_validation,
+            stage_cache_dir,
+        )
         from bench_core.training import Trainer
 
         scene = self.scene()
@@ -754,8 +761,11 @@ class TuneObjective:
                         f"what the pruner keeps"
                     )
 
-        trainer = Trainer(device=self.device, seed=self.train_seed, on_epoch_end=on_epoch_end)
+        # The user seed seeds the stages, so every trial reuses a label-free stage's cached result.
+        trainer = Trainer(device=self.device, seed=self.train_seed, on_epoch_end=on_epoch_end,
+                          stage_seed=self.recipe.seed, stage_cache_dir=stage_cache_dir())
         fitted = build_and_fit(cell, trainer, on_built=lambda model: run.set_tags(method_tags(model, trainer.device)))
+        run.set_tags(fitted_tags(fitted))
         scores = score_validation(fitted, cell)
         metrics = {
             "val_oa": 100.0 * scores.oa,
@@ -767,6 +777,7 @@ class TuneObjective:
             "n_train": float(split.train.size),
             "n_val": float(split.val.size),
         }
+        metrics.update({f"time_stage_{name}_s": t for name, t in fitted.fit.stage_times.items()})
         value = metrics[self.recipe.metric]
         if not math.isfinite(value):
             raise ConfigError(f"trial {trial.number}: {self.recipe.metric} = {value}; expected a finite score")

@@ -146,3 +146,12 @@ def test_method_tags_say_what_guided_m3amba(store: dict) -> None:
     assert tags["m3amba"]["bench.method.guidance"].startswith("clip-random (STAND-IN")
     assert tags["m3amba"]["bench.scan_backend"] in ("pure_torch_fast", "cuda_kernel")
     assert tags["m3amba-concat"]["bench.method.guidance"].startswith("concat (paper ablation A")
+
+
+def test_bdgf_runs_its_pretrain_stage_into_the_stage_cache(store: dict) -> None:
+    (run,) = [r for r in store["runs"] if r.data.params["method"] == "bdgf"]
+    assert run.data.metrics["time_stage_pretrain_s"] > 0
+    assert run.data.tags["bench.method.ddpm"] == "trained" and run.data.tags["bench.method.dif_cache"] == "miss"
+    assert run.data.tags["bench.stage_cache.ddpm"] == "miss"
+    entries = sorted(p.name.split("-")[0] for p in (store["home"] / "cache" / "stages" / "bdgf").iterdir())
+    assert entries == ["ddpm", "features"]

@@ -140,3 +140,21 @@ def test_tune_errors_and_export(capsys: pytest.CaptureFixture[str]) -> None:
     assert printed["method"] == "svm" and printed["trial"] == 0
     assert set(printed["overrides"]["model"]) == {"C", "gamma"}
     assert printed["value"] == pytest.approx(study(SVM_STUDY).best_value)
+
+
+def test_bdgf_trials_reuse_the_cached_ddpm(one_thread: None, capsys: pytest.CaptureFixture[str]) -> None:
+    """The pretrain stage trains the DDPM in the first trial only; later trials load it from the stage cache."""
+    code = main([
+        "tune", "--plugin", "bdgf", "--dataset", "synthetic", "--trials", "2", "--profile", "fast",
+        "--set", "train.epochs=1", "--set", "train.steps_per_epoch=2", "--set", "model.ddpm_epochs=4",
+    ])
+    assert code == 0, capsys.readouterr().err
+    s = study("tune/bdgf.fast/synthetic/official")
+    runs = {r.info.run_id: r for r in MLflowTracker(None, "bench-tune").runs()}
+    first, second = (runs[t.user_attrs[ATTR_RUN_ID]] for t in sorted(s.trials, key=lambda t: t.number))
+    assert first.data.tags["bench.stage_cache.ddpm"] == "miss" and first.data.tags["bench.method.ddpm"] == "trained"
+    assert second.data.tags["bench.stage_cache.ddpm"] == "hit" and second.data.tags["bench.method.ddpm"] == "reused"
+    # Features are re-extracted only when the trial sampled another timestep or layer.
+    same_features = s.trials[0].params == {**s.trials[1].params, "lr": s.trials[0].params["lr"]}
+    assert second.data.tags["bench.stage_cache.features"] == ("hit" if same_features else "miss")
+    assert second.data.metrics["time_stage_pretrain_s"] < first.data.metrics["time_stage_pretrain_s"]
