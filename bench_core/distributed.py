@@ -112,6 +112,7 @@ def cell_payload(cell: Cell, request: GridRequest) -> dict[str, Any]:
                 "dataset": cell.dataset,
                 "split": cell.split.display,
                 "val_fraction": cell.split.val_fraction,
+                "val_carve": cell.split.val_carve,
                 "seed": cell.seed,
                 "overrides": dict(request.overrides),
                 "device": request.device,
@@ -136,6 +137,7 @@ def rebuild_cell(
     request = GridRequest(
         plugins=[payload["method"]], datasets=[payload["dataset"]], splits=[payload["split"]],
         seeds=[int(payload["seed"])], profile=payload["profile"], val_fraction=float(payload["val_fraction"]),
+        val_carve=str(payload.get("val_carve", "auto")),
         overrides=payload.get("overrides") or {}, device=device or payload.get("device", "auto"), data_dir=data_dir,
     )
     cells = [c for c in expand_grid(host, request) if c.method == payload["method"]]

@@ -51,7 +51,7 @@ TAG_METHOD_STATUS = "bench.method.status"
 ACCURACY = ["test_oa", "test_aa", "test_kappa", "test_f1_macro"]
 COST = [
     "params_total", "params_trainable", "flops_per_sample", "time_train_s", "time_infer_s",
-    "throughput_infer", "mem_peak_bytes", "split_leakage",
+    "throughput_infer", "mem_peak_bytes", "split_leakage", "split_val_leakage",
 ]
 PER_CLASS_PREFIX = "test_acc_"
 FORMATS = ("table", "md", "csv", "json", "html")
@@ -387,6 +387,13 @@ def _device_label(tags: Mapping[str, str]) -> str:
     return device or "unknown"
 
 
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
 def config_of(params: Mapping[str, str], tags: Mapping[str, str]) -> dict[str, str]:
     """What must be equal for two runs of a method to be seeds of one row."""
     out = {k: v for k, v in params.items() if k.startswith(_CONFIG_PREFIXES)}
@@ -416,13 +423,14 @@ def runs_frame(runs: Iterable[Any]) -> pd.DataFrame:
             start_time=int(r.info.start_time or 0), seed=int(p.get("seed", 0)),
             device=_device_label(t), config_id=hashlib.sha256(text.encode()).hexdigest()[:8],
             config_json=text, method_status=t.get(TAG_METHOD_STATUS, ""),
+            val_fraction=_float(p.get("val_fraction")),
         )
         for k in ACCURACY + COST:
             row[k] = m.get(k, math.nan)
         row.update({k: v for k, v in m.items() if k.startswith(PER_CLASS_PREFIX)})
         rows.append(row)
     base = GROUP + ["seed", "run_id", "run_name", "start_time", "device", "config_id", "config_json",
-                    "method_status"] + ACCURACY + COST
+                    "method_status", "val_fraction"] + ACCURACY + COST
     frame = pd.DataFrame(rows)
     for col in base:
         if col not in frame:
@@ -583,6 +591,7 @@ def _aggregate(runs: pd.DataFrame, class_keys: Sequence[str]) -> pd.DataFrame:
             vals = g[col].astype(float) if col in g else pd.Series([math.nan])
             rec[f"{col}_mean"] = float(vals.mean())
             rec[f"{col}_std"] = float(vals.std(ddof=1)) if vals.notna().sum() > 1 else math.nan
+        rec["val_fraction"] = float(g["val_fraction"].astype(float).iloc[0])  # part of the config id
         rec["device"] = ", ".join(sorted(set(map(str, g["device"]))))
         rec["method_status"] = "; ".join(sorted({str(v) for v in g["method_status"] if isinstance(v, str) and v}))
         best = g.loc[g["test_oa"].astype(float).idxmax()] if g["test_oa"].notna().any() else g.iloc[0]
@@ -883,6 +892,7 @@ def display_rows(board: Board) -> list[dict[str, str]]:
                 "train (s)": _num(r.get("time_train_s"), 1),
                 "infer (s)": _num(r.get("time_infer_s"), 2),
                 "px/s": _int(r.get("throughput_infer")),
+                "leakage test / val (%)": f"{_num(r.get('split_leakage'), 1)} / {_num(r.get('split_val_leakage'), 1)}",
                 "device": str(r.get("device", "")),
                 "reported OA (paper, not ranked)": _reported_cell(r),
             }
@@ -913,8 +923,14 @@ def per_class_rows(board: Board) -> list[dict[str, str]]:
 def reported_rows(board: Board) -> list[dict[str, str]]:
     """The papers' numbers matched to this board, with what differs from its protocol."""
     out = []
+    fractions = sorted({float(v) for v in board.rows.get("val_fraction", []) if v == v and v > 0})
+    trained_on = [
+        f"the harness trains on {100 * (1 - v):g} % of the split's training pixels and validates on the rest "
+        f"(val_fraction {v:g}; --val-fraction 0 trains on all of them, as the papers do)"
+        for v in fractions
+    ]
     for e in board.reported:
-        diffs = e.differences(board.key.split)
+        diffs = e.differences(board.key.split) + trained_on
         out.append(
             {
                 "method": e.method,

@@ -188,12 +188,13 @@ def load_scene(dataset: DatasetSpec, data_dir: Path | None = None) -> Scene:
 
 
 def make_cell_split(
-    scene: Scene, split: SplitSpec, protocol: SplitProtocol, seed: int, patch_size: int
+    scene: Scene, split: SplitSpec, protocol: SplitProtocol, seed: int, window: int
 ) -> Split:
-    """The cell's train/val/test pixels; leakage is measured for ``patch_size`` windows."""
+    """The cell's train/val/test pixels; leakage (and any guard band) is for ``window`` x ``window``
+    neighbourhoods: :meth:`MethodSpec.leakage_window` (``2s - 1`` for dense methods)."""
     from bench_core.splits import make_split
 
-    return make_split(scene, split, protocol, seed, patch_size=patch_size)
+    return make_split(scene, split, protocol, seed, patch_size=window)
 
 
 @dataclass(frozen=True)
@@ -432,6 +433,7 @@ def cell_metrics(
             "params_trainable": float(trainable),
             "mem_peak_bytes": float(peak_bytes),
             "split_leakage": 100.0 * split.leakage,
+            "split_val_leakage": 100.0 * split.val_leakage,
             "n_train": float(split.train.size),
             "n_val": float(split.val.size),
             "n_test": float(test.test_index.size),
@@ -483,6 +485,9 @@ def write_cell_artifacts(
                 "name": split.spec.display,
                 "val_fraction": split.spec.val_fraction,
                 "leakage": split.leakage,
+                "val_leakage": split.val_leakage,
+                "val_carve": split.val_carve,
+                "leakage_window": split.patch_size,
                 "patch_size": cell.patch_size,
             },
             "fit": {"stop_reason": fit.stop_reason, "history": fit.history, "best_epoch": fit.best_epoch},

@@ -79,6 +79,7 @@ class Cell:
             "dataset_fingerprint": self.dataset_fingerprint,
             "split": self.split.display,
             "val_fraction": self.split.val_fraction,
+            "val_carve": self.split.val_carve,
             "seed": self.seed,
             "plugin_dist": self.plugin_dist,
             "plugin_version": self.plugin_version,
@@ -118,6 +119,7 @@ class GridRequest:
     seeds: Sequence[int] = (0,)
     profile: str | None = None
     val_fraction: float = 0.1
+    val_carve: str = "auto"
     overrides: Mapping[str, Any] = field(default_factory=dict)
     rerun: bool = False
     device: str = "auto"
@@ -134,7 +136,7 @@ def expand_grid(host: PluginHost, request: GridRequest) -> list[Cell]:
             f"{host.methods.names() or 'none'} (`bench plugins` lists them)"
         )
     datasets = [host.datasets.get(d) for d in request.datasets]  # raises on unknown names
-    splits = [SplitSpec.parse(s, request.val_fraction) for s in request.splits]
+    splits = [SplitSpec.parse(s, request.val_fraction, request.val_carve) for s in request.splits]
     for split in splits:
         host.splits.get(split.protocol)
     cells: list[Cell] = []
@@ -386,6 +388,7 @@ def run_cell(
                 "seed": cell.seed,
                 "seed_train": cell.train_seed,
                 "val_fraction": cell.split.val_fraction,
+                "val_carve": cell.split.val_carve,
             }
             if cell.config is not None:
                 params.update(cell.config.to_params())
@@ -421,17 +424,20 @@ def _execute(
     assert cell.config is not None
     config = cell.config
     scene = _load_scene(host, cell.dataset, request, scenes)
-    patch = spec.effective_patch_size(config.train)
+    patch = spec.leakage_window(config.train)
     split = make_cell_split(scene, cell.split, host.splits.get(cell.split.protocol), cell.seed, patch)
     data = prepare(spec, config, scene, split.train, split.val, cell.train_seed)
+    run.set_tags({"bench.val_carve": split.val_carve, "bench.leakage_window": str(split.patch_size)})
     env = environment(device)
     run.set_tags({f"bench.env.{k}": v for k, v in env.items()})
     # Checksums of the files the scene was built from (real datasets).
     run.set_tags({f"bench.data_sha256.{name}": sha for name, sha in scene.metadata.get("sha256", {}).items()})
     run.log_params({"normalisation": scene.metadata.get("normalisation", "as provided by the dataset")})
     log.info(
-        "split %s: %d train, %d val, %d test pixels, leakage %.4f at patch %d",
-        cell.split.display, split.train.size, split.val.size, split.num_test, split.leakage, patch,
+        "split %s: %d train, %d val (%s carve), %d test pixels; leakage %.4f (test), %.4f (validation) "
+        "for %dx%d windows",
+        cell.split.display, split.train.size, split.val.size, split.val_carve, split.num_test, split.leakage,
+        split.val_leakage, patch, patch,
     )
 
     def on_epoch_end(epoch: int, values: Mapping[str, float]) -> None:

@@ -284,6 +284,16 @@ class MethodSpec:
         resolved = replace(resolved, patch_size=self.effective_patch_size(resolved))
         return ResolvedConfig(profile=profile, train=resolved, model=model)
 
+    def leakage_window(self, train: TrainConfig) -> int:
+        """Side of the neighbourhood a prediction at one pixel depends on, for leakage and guard bands.
+
+        The patch side for patch methods; ``2s - 1`` for dense methods with crop side s (the
+        prediction at a pixel averages every sliding window that covers it, and those reach
+        s - 1 pixels away); 1 for pixel methods.
+        """
+        size = self.effective_patch_size(train)
+        return 2 * size - 1 if self.input_kind == "dense" else size
+
     def effective_patch_size(self, train: TrainConfig) -> int:
         """Patch side (patch methods), crop side (dense methods), 1 for pixel methods."""
         if self.input_kind == "pixel":
@@ -392,10 +402,17 @@ class SplitProtocol:
     paper: str = ""
     url: str = ""
     licence: str = ""
-    uses_patch_size: bool = False  # last, so positional construction keeps working
+    uses_patch_size: bool = False  # last ones, so positional construction keeps working
+    validation: str = "random"
+    """How ``--val-carve auto`` carves validation for this protocol: ``"random"`` pixels or
+    ``"spatial"`` blocks with a guard band (:func:`bench_core.splits.carve_validation_spatial`)."""
 
     def __post_init__(self) -> None:
         check_name("split", self.name)
+        if self.validation not in ("random", "spatial"):
+            raise RegistryError(
+                f"split protocol {self.name!r}: validation = {self.validation!r}; expected 'random' or 'spatial'"
+            )
 
 
 @dataclass(frozen=True)
@@ -405,6 +422,8 @@ class SplitSpec:
     protocol: str
     argument: str | None = None
     val_fraction: float = 0.1
+    val_carve: str = "auto"
+    """``"random"``, ``"spatial"`` or ``"auto"`` (the protocol's choice); see ``bench_core.splits``."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.val_fraction < 1.0:
@@ -412,11 +431,16 @@ class SplitSpec:
                 f"val_fraction = {self.val_fraction!r}: expected 0 <= value < 1 "
                 f"(the share of each class's training pixels held out for validation)"
             )
+        if self.val_carve not in ("auto", "random", "spatial"):
+            raise ConfigError(
+                f"val_carve = {self.val_carve!r}: expected 'auto' (the protocol's choice), 'random' (pixels) "
+                f"or 'spatial' (blocks with a guard band, validation leakage 0)"
+            )
 
     @classmethod
-    def parse(cls, text: str, val_fraction: float = 0.1) -> SplitSpec:
+    def parse(cls, text: str, val_fraction: float = 0.1, val_carve: str = "auto") -> SplitSpec:
         protocol, _, argument = text.strip().partition(":")
-        return cls(protocol=protocol, argument=argument or None, val_fraction=val_fraction)
+        return cls(protocol=protocol, argument=argument or None, val_fraction=val_fraction, val_carve=val_carve)
 
     @property
     def display(self) -> str:

@@ -31,11 +31,15 @@ if TYPE_CHECKING:
     from bench_core.scene import Scene
 
 __all__ = [
+    "VAL_CARVES",
     "Split",
     "carve_validation",
+    "carve_validation_spatial",
+    "choose_blocks",
     "derive_rngs",
     "make_split",
     "patch_leakage",
+    "resolve_val_carve",
     "round_half_up",
     "window_cover",
 ]
@@ -69,9 +73,14 @@ class Split:
         train: sorted flat indices of the training pixels, validation pixels excluded.
         val: sorted flat indices of the validation pixels, carved from the protocol's
             training pixels (never from test).
-        patch_size: window side the leakage was computed for.
+        patch_size: side of the window the leakage was computed for: the patch side for
+            patch methods, ``2s - 1`` for dense methods with crop side s (a dense prediction
+            at a pixel depends on every crop covering it), 1 for pixel methods.
         leakage: share (0..1) of test pixels whose centred ``patch_size`` window holds a
             train or validation pixel.
+        val_leakage: share (0..1) of validation pixels whose window holds a training pixel
+            (near 1 for a random carve, 0 for a spatial one).
+        val_carve: ``"random"`` or ``"spatial"`` (:func:`carve_validation_spatial`).
         num_test: number of test pixels (known without opening the test split).
     """
 
@@ -82,6 +91,8 @@ class Split:
     patch_size: int
     leakage: float
     _test: np.ndarray = field(repr=False)
+    val_leakage: float = 0.0
+    val_carve: str = "random"
     num_test: int = field(init=False)
     _access: _TestAccess = field(init=False, repr=False, default_factory=_TestAccess)
 
@@ -249,6 +260,99 @@ def carve_validation(
     return keep, val.astype(np.int64)
 
 
+VAL_CARVES = ("auto", "random", "spatial")
+"""How validation is carved: ``random`` pixels, ``spatial`` blocks with a guard band, or
+``auto`` (the protocol's choice: ``spatial`` for ``spatial-blocks``, else ``random``)."""
+
+
+def choose_blocks(counts: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
+    """Pick blocks so that each class gets about ``share`` of its pixels in the chosen blocks.
+
+    Used for the training blocks of ``spatial-blocks`` and the validation blocks of the
+    spatial validation carve. ``counts`` is (blocks, classes) labelled pixels. Repeatedly take the class furthest
+    below its target (relative to its size) and add the unassigned block holding that class
+    which brings all classes' training shares closest to the target (L1); ties go to a
+    seeded random order. A block is never taken if it would put every pixel of some class
+    in training, so each class keeps pixels outside the chosen blocks. A class whose best block would worsen
+    the overall fit stops growing, unless it has no training pixel yet.
+    """
+    num_blocks, num_classes = counts.shape
+    totals = counts.sum(axis=0).astype(np.float64)
+    present = totals > 0
+    target = share * totals
+    scale = np.where(present, totals, 1.0)
+    got = np.zeros(num_classes, dtype=np.float64)
+    chosen = np.zeros(num_blocks, dtype=bool)
+    active = present.copy()
+    tie_rank = rng.permutation(num_blocks)
+    while True:
+        need = active & (got < target)
+        if not need.any():
+            return chosen
+        deficit = np.where(need, (target - got) / scale, -np.inf)
+        cls = int(np.argmax(deficit))
+        candidates = np.flatnonzero(~chosen & (counts[:, cls] > 0))
+        after = got[None, :] + counts[candidates]
+        keeps_test = np.all(after < np.where(present, totals, np.inf), axis=1)
+        candidates, after = candidates[keeps_test], after[keeps_test]
+        if candidates.size == 0:
+            active[cls] = False
+            continue
+        error_after = (np.abs(after - target) / scale)[:, present].sum(axis=1)
+        best = np.lexsort((tie_rank[candidates], error_after))[0]
+        error_now = (np.abs(got - target) / scale)[present].sum()
+        if error_after[best] >= error_now and got[cls] > 0:
+            active[cls] = False
+            continue
+        chosen[candidates[best]] = True
+        got += counts[candidates[best]]
+
+
+def carve_validation_spatial(
+    train_index: np.ndarray, labels: np.ndarray, fraction: float, rng: np.random.Generator, window: int,
+    block: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Split training pixels into ``(train, val)`` by spatial blocks with a guard band.
+
+    The scene is tiled into ``block x block`` blocks (default ``max(window, 8)``); blocks of
+    training pixels go to validation until each class has about ``fraction`` of its training
+    pixels there (:func:`choose_blocks`, seeded; every class keeps training pixels outside
+    them). Then training pixels inside the ``window`` of any validation pixel are dropped (used
+    nowhere), so no validation pixel's window holds a training pixel: its leakage is 0 and
+    best-epoch selection, early stopping and tuning are judged on pixels the model has not
+    seen around. A class that would lose every training pixel to that guard band keeps them
+    (the validation leakage then says how much leaks). ``labels`` is the (H, W) label map.
+    Both outputs are sorted int64.
+    """
+    if not 0.0 <= float(fraction) < 1.0:
+        raise ConfigError(f"val_fraction = {fraction!r}: expected 0 <= value < 1")
+    labels = np.asarray(labels)
+    if labels.ndim != 2:
+        raise SplitError(f"carve_validation_spatial: labels have shape {labels.shape}; expected the (H, W) map")
+    window = _check_patch_size(window)
+    height, width = labels.shape
+    flat = labels.reshape(-1)
+    train = np.sort(_check_index("train_index", train_index, flat.size))
+    if fraction == 0 or train.size == 0:
+        return train, np.empty(0, dtype=np.int64)
+    side = max(window, 8) if block is None else _check_patch_size(block)
+    rows, cols = np.divmod(train, width)
+    block_of = (rows // side) * (-(-width // side)) + cols // side
+    blocks, inverse = np.unique(block_of, return_inverse=True)
+    k = int(flat[train].max())
+    counts = np.bincount(inverse * k + (flat[train] - 1), minlength=blocks.size * k).reshape(blocks.size, k)
+    in_val = choose_blocks(counts, float(fraction), rng)[inverse]
+    val = train[in_val]
+    covered = window_cover(val, (height, width), window).reshape(-1) if val.size else np.zeros(flat.size, bool)
+    rest = train[~in_val]
+    kept = ~covered[rest]
+    # A class whose every remaining training pixel lies in the guard band keeps them: it must
+    # train. Its neighbouring validation pixels then leak, which val_leakage reports.
+    emptied = np.setdiff1d(np.unique(flat[rest]), np.unique(flat[rest[kept]]))
+    kept |= np.isin(flat[rest], emptied)
+    return rest[kept].astype(np.int64), np.sort(val).astype(np.int64)
+
+
 # ----------------------------------------------------------------------------- make_split
 
 
@@ -330,14 +434,29 @@ def make_split(
     else:
         result = protocol.make(scene, spec.argument, protocol_rng)
     train_all, test = _validated(protocol.name, result, labels, scene.name)
-    train, val = carve_validation(train_all, labels, spec.val_fraction, val_rng)
-    leakage = patch_leakage(train_all, test, scene.shape, patch_size)
+    carve = resolve_val_carve(spec, protocol)
+    if carve == "spatial":
+        train, val = carve_validation_spatial(train_all, labels.reshape(scene.shape), spec.val_fraction, val_rng,
+                                              patch_size)
+    else:
+        train, val = carve_validation(train_all, labels, spec.val_fraction, val_rng)
+    used = np.union1d(train, val)  # pixels dropped by a guard band are used nowhere
     return Split(
         spec=spec,
         shape=scene.shape,
         train=train,
         val=val,
         patch_size=patch_size,
-        leakage=leakage,
+        leakage=patch_leakage(used, test, scene.shape, patch_size),
         _test=test,
+        val_leakage=patch_leakage(train, val, scene.shape, patch_size),
+        val_carve=carve,
     )
+
+
+def resolve_val_carve(spec: SplitSpec, protocol: SplitProtocol) -> str:
+    """``spec.val_carve``, with ``auto`` resolved to the protocol's ``validation``."""
+    carve = protocol.validation if spec.val_carve == "auto" else spec.val_carve
+    if carve not in VAL_CARVES[1:]:
+        raise ConfigError(f"validation carve {carve!r} (split {spec.display!r}): expected one of {VAL_CARVES}")
+    return carve

@@ -114,7 +114,9 @@ class FitResult:
 
     ``stop_reason`` is ``"completed"``, ``"early_stopping"`` or ``"estimator_fit"``
     (pixel methods). ``history`` has one entry per epoch: ``epoch``, ``train_loss``,
-    ``lr`` (the rate used during that epoch) and ``val_oa`` (in [0, 1]) when validated.
+    ``lr`` (the rate used during that epoch) and ``val_oa`` (in [0, 1]) and ``val_loss`` (mean
+    cross-entropy of the validation pixels) when validated. The best epoch has the highest
+    ``val_oa``, ties broken by the lower ``val_loss``.
     ``final_val_oa`` is the validation OA of the model as returned (the best one when
     ``restore_best`` restored it). ``time_train_s`` excludes validation, stages and the
     untimed warm-up step (``time_warmup_s``: one forward and backward pass before training,
@@ -377,19 +379,20 @@ class Trainer:
             sampler = PatchSampler(inputs, size, device=self.device)
             batches = self._patch_batches(sampler, data, train)
 
-            def validate() -> np.ndarray:
-                return self._predict_patches(spec, model, config, sampler, data.val_index)
+            def validate() -> torch.Tensor:
+                return self._patch_logits(spec, model, config, sampler, data.val_index)
         else:
             batches = self._crop_batches(inputs, data, size, train)
 
-            def validate() -> np.ndarray:
-                return self.predict_dense_at(spec, model, config, inputs, data.val_index)
+            def validate() -> torch.Tensor:
+                return self._dense_logits_at(spec, model, config, inputs, data.val_index)
 
         result = FitResult(epochs_run=0, steps=0, stop_reason="completed")
         result.optimizer_params = describe_optimizer(model, train)
         result.time_warmup_s = self._warm_up(model, batches, loss_of)
         train_clock, val_clock = Stopwatch(self.device), Stopwatch(self.device)
         best_state: dict[str, torch.Tensor] | None = None
+        best_val_loss = math.inf
         checks_without_gain = 0
         has_val = data.val_index.size > 0
         if train.restore_best and not has_val:
@@ -428,12 +431,14 @@ class Trainer:
             # The last epoch is always validated so that final_val_oa describes the returned model.
             if has_val and (epoch % train.val_every == 0 or last):
                 val_clock.start()
-                val_oa = _accuracy(validate(), data)
+                val_oa, val_loss = _validation_scores(validate(), data)
                 val_clock.stop()
-                metrics["val_oa"] = val_oa
+                metrics["val_oa"], metrics["val_loss"] = val_oa, val_loss
                 result.final_val_oa = val_oa
-                if result.best_val_oa is None or val_oa > result.best_val_oa:
-                    result.best_val_oa, result.best_epoch = val_oa, epoch
+                # Validation OA saturates on small validation sets; among equal OAs the lower
+                # validation loss is the better epoch (the earliest one only on an exact tie).
+                if result.best_val_oa is None or (val_oa, -val_loss) > (result.best_val_oa, -best_val_loss):
+                    result.best_val_oa, result.best_epoch, best_val_loss = val_oa, epoch, val_loss
                     checks_without_gain = 0
                     if train.restore_best:
                         best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
@@ -562,6 +567,14 @@ class Trainer:
     def _predict_patches(
         self, spec: MethodSpec, model: nn.Module, config: ResolvedConfig, sampler: PatchSampler, flat: np.ndarray
     ) -> np.ndarray:
+        if flat.size == 0:
+            return np.zeros(0, dtype=np.int64)
+        return self._patch_logits(spec, model, config, sampler, flat).argmax(dim=1).numpy().astype(np.int64)
+
+    def _patch_logits(
+        self, spec: MethodSpec, model: nn.Module, config: ResolvedConfig, sampler: PatchSampler, flat: np.ndarray
+    ) -> torch.Tensor:
+        """(N, K) float32 CPU logits of the patches centred on ``flat``, in eval mode."""
         chunks = []
         with _evaluating(model), torch.inference_mode():
             for start in range(0, flat.size, config.train.eval_batch_size):
@@ -572,10 +585,8 @@ class Trainer:
                         f"method {spec.name!r}: forward returned logits {tuple(logits.shape)} for "
                         f"{chosen.size} patches; expected ({chosen.size}, num_classes)"
                     )
-                chunks.append(logits.argmax(dim=1).cpu())
-        if not chunks:
-            return np.zeros(0, dtype=np.int64)
-        return torch.cat(chunks).numpy().astype(np.int64)
+                chunks.append(logits.float().cpu())
+        return torch.cat(chunks) if chunks else torch.zeros(0, 0)
 
     def predict_dense_at(
         self, spec: MethodSpec, model: nn.Module, config: ResolvedConfig, inputs: Mapping[str, np.ndarray],
@@ -587,6 +598,13 @@ class Trainer:
         validation uses it so that an epoch's check costs the windows around the validation
         pixels, not the scene.
         """
+        return self._dense_logits_at(spec, model, config, inputs, flat).argmax(dim=1).numpy().astype(np.int64)
+
+    def _dense_logits_at(
+        self, spec: MethodSpec, model: nn.Module, config: ResolvedConfig, inputs: Mapping[str, np.ndarray],
+        flat: np.ndarray,
+    ) -> torch.Tensor:
+        """(N, K) float32 CPU logits at ``flat`` from the sliding windows that cover those pixels."""
         inputs = self._check_inputs(spec, inputs, model)
         with _evaluating(model):
             logits, _ = sliding_window_logits_at(
@@ -598,7 +616,7 @@ class Trainer:
                 batch_size=config.train.batch_size,
                 device=self.device,
             )
-        return logits.argmax(dim=1).cpu().numpy().astype(np.int64)
+        return logits.cpu()
 
     def predict_scene(
         self, spec: MethodSpec, model: Any, config: ResolvedConfig, inputs: Mapping[str, np.ndarray]
@@ -652,6 +670,13 @@ def _model_epoch_metrics(model: nn.Module, method: str) -> dict[str, float]:
             f"names are not {sorted(reserved)}"
         )
     return {k: float(v) for k, v in values.items()}
+
+
+def _validation_scores(logits: torch.Tensor, data: TrainData) -> tuple[float, float]:
+    """Validation OA in [0, 1] (the metric code of the test scores) and mean cross-entropy."""
+    predicted = logits.argmax(dim=1).numpy().astype(np.int64)
+    loss = F.cross_entropy(logits.float(), torch.from_numpy(data.val_targets))
+    return _accuracy(predicted, data), float(loss)
 
 
 def _accuracy(predicted: np.ndarray, data: TrainData) -> float:

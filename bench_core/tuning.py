@@ -479,6 +479,7 @@ class TuneRequest:
     seed: int = 0
     pruner: str = "median"
     val_fraction: float = 0.1
+    val_carve: str = "auto"
     overrides: Mapping[str, Any] = field(default_factory=dict)
     device: str = "auto"
     data_dir: Path | None = None
@@ -514,9 +515,10 @@ class StudyRecipe:
     overrides: Mapping[str, Any]
     pruner: str = "median"
     trials: int = 20
+    val_carve: str = "auto"
 
     # A study's trials are comparable only if these agree.
-    IDENTITY = ("method", "dataset", "split", "profile", "metric", "seed", "val_fraction", "overrides")
+    IDENTITY = ("method", "dataset", "split", "profile", "metric", "seed", "val_fraction", "val_carve", "overrides")
 
     @property
     def default_study_name(self) -> str:
@@ -552,12 +554,12 @@ def resolve_recipe(host: PluginHost, request: TuneRequest) -> StudyRecipe:
     profile = request.profile or dataset.recommended_profile
     overrides = _jsonable(request.overrides)
     spec.resolve(profile, overrides)  # validates profile and --set values now
-    split = SplitSpec.parse(request.split, request.val_fraction)
+    split = SplitSpec.parse(request.split, request.val_fraction, request.val_carve)
     host.splits.get(split.protocol)
     return StudyRecipe(
         method=spec.name, dataset=dataset.name, split=split.display, profile=profile, metric=request.metric,
         seed=int(request.seed), val_fraction=float(request.val_fraction), overrides=overrides,
-        pruner=request.pruner, trials=request.trials,
+        pruner=request.pruner, trials=request.trials, val_carve=request.val_carve,
     )
 
 
@@ -668,7 +670,7 @@ class TuneObjective:
         if patch_size not in self._splits:
             from bench_core.pipeline import make_cell_split
 
-            spec = SplitSpec.parse(self.recipe.split, self.recipe.val_fraction)
+            spec = SplitSpec.parse(self.recipe.split, self.recipe.val_fraction, self.recipe.val_carve)
             split = make_cell_split(
                 self.scene(), spec, self.host.splits.get(spec.protocol), self.recipe.seed, patch_size
             )
@@ -721,6 +723,7 @@ class TuneObjective:
                 "trial": trial.number, "method": spec.name, "profile": config.profile,
                 "dataset": self.recipe.dataset, "split": self.recipe.split, "seed": self.recipe.seed,
                 "seed_train": self.train_seed, "val_fraction": self.recipe.val_fraction,
+                "val_carve": self.recipe.val_carve,
             }
             params.update({f"optuna.{k}": v for k, v in trial.params.items()})
             params.update(config.to_params())
@@ -744,7 +747,7 @@ class TuneObjective:
         from bench_core.training import Trainer
 
         scene = self.scene()
-        split = self.split(spec.effective_patch_size(config.train))
+        split = self.split(spec.leakage_window(config.train))
         cell = prepare(spec, config, scene, split.train, split.val, self.train_seed)
 
         def on_epoch_end(epoch: int, values: Mapping[str, float]) -> None:

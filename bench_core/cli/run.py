@@ -32,7 +32,11 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Override a config value, e.g. --set train.epochs=3 (repeatable).")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True,
-              help="Share of each class's training pixels held out for validation.")
+              help="Share of each class's training pixels held out for validation (0: none, "
+                   "no best-epoch selection; the papers' setting).")
+@click.option("--val-carve", type=click.Choice(["auto", "random", "spatial"]), default="auto", show_default=True,
+              help="How validation pixels are carved from the training pixels: random pixels, spatial blocks "
+                   "with a guard band (validation leakage 0), or auto (spatial for spatial-blocks, else random).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--rerun", is_flag=True, help="Run cells again even if already FINISHED in the store.")
 @click.option("--data-dir", type=click.Path(path_type=Path), envvar="BENCH_DATA_DIR", show_envvar=True,
@@ -48,7 +52,8 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
 @click.option("--config-from-study", "config_from_study", default=None, metavar="NAME",
               help="Apply the best config of the tuning study NAME (or an exported best.json); --set wins.")
 def run(plugins: list[str], datasets: list[str], splits: list[str], seeds: list[int], profile: str | None,
-        overrides: tuple[str, ...], val_fraction: float, device: str, rerun: bool, data_dir: Path | None,
+        overrides: tuple[str, ...], val_fraction: float, val_carve: str, device: str, rerun: bool,
+        data_dir: Path | None,
         tracking_uri: str | None, experiment: str, storage: str | None, jobs: int | None,
         config_from_study: str | None) -> int:
     """Train and evaluate methods x datasets x splits x seeds; record every cell in MLflow.
@@ -78,7 +83,7 @@ def run(plugins: list[str], datasets: list[str], splits: list[str], seeds: list[
         jobs = 1
     request = GridRequest(
         plugins=plugins, datasets=datasets, splits=splits, seeds=seeds, profile=profile,
-        val_fraction=val_fraction, overrides=override_map, rerun=rerun, device=device,
+        val_fraction=val_fraction, val_carve=val_carve, overrides=override_map, rerun=rerun, device=device,
         data_dir=data_dir,
     )
     host = load_plugins()

@@ -38,6 +38,9 @@ from bench_core.tuning import DEFAULT_TUNE_EXPERIMENT, METRICS, PRUNERS
               help="Fixed config value under the sampled ones, e.g. --set train.epochs=3 (repeatable).")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True,
               help="Share of each class's training pixels held out to score the trials.")
+@click.option("--val-carve", type=click.Choice(["auto", "random", "spatial"]), default="auto", show_default=True,
+              help="How validation pixels are carved from the training pixels: random pixels, spatial blocks "
+                   "with a guard band (validation leakage 0), or auto (spatial for spatial-blocks, else random).")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--data-dir", type=click.Path(path_type=Path), envvar="BENCH_DATA_DIR", show_envvar=True,
               default=None, help="Folder with dataset files.")
@@ -50,7 +53,8 @@ from bench_core.tuning import DEFAULT_TUNE_EXPERIMENT, METRICS, PRUNERS
 @click.pass_context
 def tune(ctx: click.Context, method: str | None, dataset: str | None, split: str, trials: int,
          timeout: float | None, storage: str | None, study: str | None, metric: str, profile: str | None,
-         pruner: str, jobs: int, seed: int, overrides: tuple[str, ...], val_fraction: float, device: str,
+         pruner: str, jobs: int, seed: int, overrides: tuple[str, ...], val_fraction: float, val_carve: str,
+         device: str,
          data_dir: Path | None, export_path: Path | None, tracking_uri: str | None, experiment: str) -> int:
     """Tune a method with Optuna: train on training pixels, score on validation pixels carved from them.
 
@@ -79,7 +83,7 @@ def tune(ctx: click.Context, method: str | None, dataset: str | None, split: str
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     request = TuneRequest(
         method=method, dataset=dataset, split=split, profile=profile, metric=metric, trials=trials,
-        timeout=timeout, seed=seed, pruner=pruner, val_fraction=val_fraction,
+        timeout=timeout, seed=seed, pruner=pruner, val_fraction=val_fraction, val_carve=val_carve,
         overrides=parse_overrides(overrides), device=device, data_dir=data_dir, study=study,
     )
     host = load_plugins()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from bench_core import Scene, SplitError, SplitProtocol, hookimpl
-from bench_core.splits import round_half_up, window_cover
+from bench_core.splits import choose_blocks, round_half_up, window_cover
 
 __all__ = [
     "SPATIAL_BLOCKS_DEFAULTS",
@@ -177,48 +177,6 @@ def _parse_spatial_blocks(argument: str | None) -> tuple[int, float, int | None]
     return block, share, guard
 
 
-def _greedy_blocks(counts: np.ndarray, share: float, rng: np.random.Generator) -> np.ndarray:
-    """Pick training blocks so that each class gets about ``share`` of its pixels.
-
-    ``counts`` is (blocks, classes) labelled pixels. Repeatedly take the class furthest
-    below its target (relative to its size) and add the unassigned block holding that class
-    which brings all classes' training shares closest to the target (L1); ties go to a
-    seeded random order. A block is never taken if it would put every pixel of some class
-    in training, so each class keeps test pixels. A class whose best block would worsen
-    the overall fit stops growing, unless it has no training pixel yet.
-    """
-    num_blocks, num_classes = counts.shape
-    totals = counts.sum(axis=0).astype(np.float64)
-    present = totals > 0
-    target = share * totals
-    scale = np.where(present, totals, 1.0)
-    got = np.zeros(num_classes, dtype=np.float64)
-    chosen = np.zeros(num_blocks, dtype=bool)
-    active = present.copy()
-    tie_rank = rng.permutation(num_blocks)
-    while True:
-        need = active & (got < target)
-        if not need.any():
-            return chosen
-        deficit = np.where(need, (target - got) / scale, -np.inf)
-        cls = int(np.argmax(deficit))
-        candidates = np.flatnonzero(~chosen & (counts[:, cls] > 0))
-        after = got[None, :] + counts[candidates]
-        keeps_test = np.all(after < np.where(present, totals, np.inf), axis=1)
-        candidates, after = candidates[keeps_test], after[keeps_test]
-        if candidates.size == 0:
-            active[cls] = False
-            continue
-        error_after = (np.abs(after - target) / scale)[:, present].sum(axis=1)
-        best = np.lexsort((tie_rank[candidates], error_after))[0]
-        error_now = (np.abs(got - target) / scale)[present].sum()
-        if error_after[best] >= error_now and got[cls] > 0:
-            active[cls] = False
-            continue
-        chosen[candidates[best]] = True
-        got += counts[candidates[best]]
-
-
 def spatial_blocks_split(
     scene: Scene, argument: str | None, rng: np.random.Generator, *, patch_size: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -226,7 +184,7 @@ def spatial_blocks_split(
 
     The scene is tiled into ``B x B`` blocks (``spatial-blocks:B``, default 32), whole blocks
     go to training until each class has about ``train=T`` (default 0.3) of its labelled pixels
-    there (:func:`_greedy_blocks`, seeded), and every other labelled pixel is test. Then the
+    there (:func:`~bench_core.splits.choose_blocks`, seeded), and every other labelled pixel is test. Then the
     guard band: training pixels inside the ``P x P`` window of any test pixel are dropped
     from training (they are used nowhere), with ``P`` = ``guard=P`` if given, else the
     cell's patch size. Dropping on the training side keeps the test set independent of the
@@ -244,7 +202,7 @@ def spatial_blocks_split(
     blocks, inverse = np.unique(block_of, return_inverse=True)
     k = int(labels.max())
     counts = np.bincount(inverse * k + (labels[labelled] - 1), minlength=blocks.size * k).reshape(blocks.size, k)
-    chosen = _greedy_blocks(counts, share, rng)
+    chosen = choose_blocks(counts, share, rng)
     in_train_block = chosen[inverse]
     test = labelled[~in_train_block]
     covered = window_cover(test, (height, width), guard).reshape(-1)
@@ -306,6 +264,7 @@ def bench_register_splits(register: Callable[[SplitProtocol], None]) -> None:
             name="spatial-blocks",
             make=spatial_blocks_split,
             uses_patch_size=True,
+            validation="spatial",
             argument_help=(
                 "optional 'B[:train=T][:guard=P]': block side B in pixels (default 32), target "
                 "training share T per class (default 0.3), window side P protected by the guard "

@@ -10,7 +10,8 @@ from bench_core import MethodSpec, load_plugins
 from bench_core.testing import Check, parametrize_with_method_checks
 
 BUILTIN_METHODS = (
-    "svm", "two-branch-cnn", "fusion-fcn", "mft", "s2mamba", "s2mamba-hsi", "m3amba", "m3amba-concat", "comix",
+    "svm", "two-branch-cnn", "fusion-fcn", "mft", "s2mamba", "s2mamba-fused", "s2mamba-bidir", "m3amba",
+    "m3amba-concat", "comix",
 )
 
 

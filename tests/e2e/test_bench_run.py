@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from bench_core import DatasetContext
 from bench_core.cli import main
 from bench_core.plugins import load_plugins
 
@@ -98,18 +99,40 @@ def test_every_contract_name_is_logged(store: dict) -> None:
         assert CONTRACT_ARTIFACTS <= names, CONTRACT_ARTIFACTS - names
 
 
+def _official_test_pixels() -> tuple[np.ndarray, np.ndarray]:
+    """The synthetic scene's official test pixels, from its maps (not through the harness's
+    split code): labelled pixels outside the official train map (validation is carved from
+    the train map, so it holds none of them); and the flat label map."""
+    scene = load_plugins().datasets.get("synthetic").load(DatasetContext(data_dir=None, cache_dir=None))
+    labels = np.asarray(scene.labels).reshape(-1)
+    in_train_map = np.asarray(scene.official_train).reshape(-1) != 0
+    expected = np.flatnonzero((labels > 0) & ~in_train_map)
+    # The scene's test map marks the same pixels.
+    np.testing.assert_array_equal(expected, np.flatnonzero(np.asarray(scene.official_test).reshape(-1) != 0))
+    return expected, labels
+
+
 def test_test_pixels_scored_exactly_once(store: dict, tmp_path: Path) -> None:
+    expected, labels = _official_test_pixels()
+    assert expected.size > 0
     client = store["client"]
     for r in store["runs"]:
+        method = r.data.params["method"]
         path = client.download_artifacts(r.info.run_id, "predictions_test.npz", str(tmp_path))
         with np.load(path) as z:
-            index = z["test_index"]
-        assert np.unique(index).size == index.size
-        assert index.size == int(r.data.metrics["n_test"])
+            index, truth = z["test_index"], z["truth"]
+        assert np.unique(index).size == index.size, f"{method}: a test pixel scored twice"
+        missing, extra = np.setdiff1d(expected, index), np.setdiff1d(index, expected)
+        assert not missing.size and not extra.size, (
+            f"{method}: {missing.size} labelled test pixel(s) not scored, {extra.size} scored pixel(s) "
+            f"outside the official test set (first: {missing[:5].tolist()}, {extra[:5].tolist()})"
+        )
+        np.testing.assert_array_equal(truth, labels[index] - 1)
+        assert int(r.data.metrics["n_test"]) == expected.size
         conf = client.download_artifacts(r.info.run_id, "confusion_matrix.csv", str(tmp_path))
         rows = Path(conf).read_text().strip().splitlines()[1:]
         total = sum(int(v) for row in rows for v in row.split(",")[1:])
-        assert total == index.size
+        assert total == expected.size
 
 
 def test_second_run_skips_everything(store: dict, capsys: pytest.CaptureFixture[str]) -> None:

@@ -208,7 +208,7 @@ def test_training_samples_the_cached_map_and_logs_the_temperature(tmp_path: Path
     assert set(seen) == {("dif", "hsi", "x")}  # warm-up, training and validation all got the cached map
     assert result.stage_cache == {"ddpm": "miss", "features": "miss"}
     assert "pretrain" in result.stage_times
-    assert [sorted(e) for e in epochs] == [["epoch", "lr", "temperature_mean", "train_loss", "val_oa"]] * 2
+    assert [sorted(e) for e in epochs] == [["epoch", "lr", "temperature_mean", "train_loss", "val_loss", "val_oa"]] * 2
     assert all(e["temperature_mean"] > 0 for e in epochs)
 
 

@@ -22,6 +22,7 @@ from bench_core.leaderboard import (
     Selection,
     build_board_set,
     default_paper_numbers,
+    display_rows,
     find_board_spec,
     format_board_set,
     load_board_spec,
@@ -531,3 +532,18 @@ def test_stand_in_and_ablation_status_is_part_of_the_method_label() -> None:
     by_method = {r["method"]: r for r in records}
     assert by_method["m3amba"]["method_status"] == "STAND-IN: random CLIP weights"
     assert by_method["svm"]["method_status"] == ""
+
+
+def test_rows_show_test_and_validation_leakage_and_the_reported_numbers_say_what_we_train_on() -> None:
+    reported = [ReportedNumber("a", "augsburg", "Paper A, Table 2", "official", 99.0, 95.0, 98.0, primary=True)]
+    runs = [fake_run("a", s, dataset="augsburg", metrics={"split_leakage": 52.15, "split_val_leakage": 100.0})
+            for s in (0, 1)]
+    board_set = build_board_set(runs_frame(runs), reported=reported, significance=False)
+    (row,) = display_rows(board_set.boards[0])
+    assert row["leakage test / val (%)"] == "52.1 / 100.0"
+    md = format_board_set(board_set, "md")
+    assert "the harness trains on 90 % of the split's training pixels" in md and "--val-fraction 0" in md
+    # Runs with --val-fraction 0 train on all training pixels, as the papers do: no such caveat.
+    papers_way = [fake_run("a", 0, dataset="augsburg", config={"val_fraction": "0.0"})]
+    assert "the harness trains on" not in format_board_set(
+        build_board_set(runs_frame(papers_way), reported=reported, significance=False), "md")

@@ -14,7 +14,8 @@ from bench_core import ConfigError, SceneInfo, load_plugins
 from bench_plugins.methods import mft
 
 # Reference counts printed by the authors' notebook (torchsummary: leaf modules only) and
-# measured on the reference module with every parameter (methods.md section 6.2).
+# measured on the reference module with every parameter (methods.md section 6.2); the other
+# shapes' torchsummary counts are in the test below.
 HOUSTON_LEAF, HOUSTON_ALL = 313_071, 321_903
 TRENTO_LEAF = 263_526
 
@@ -45,32 +46,38 @@ def _counts(model: nn.Module) -> tuple[int, int]:
     return total, leaf
 
 
-def _within(ours: int, reference: int, tolerance: float = 0.01) -> bool:
-    return abs(ours - reference) <= tolerance * reference
-
-
-def test_parameter_count_matches_reference_on_houston2013_shape() -> None:
+def test_parameter_count_equals_the_reference_on_houston2013_shape() -> None:
     total, leaf = _counts(mft.build({}, _info(144, 1, 15)))
-    matched = [
-        name
-        for name, ours, ref in (
-            (f"torchsummary-style (leaf modules) {leaf:,} vs {HOUSTON_LEAF:,}", leaf, HOUSTON_LEAF),
-            (f"all parameters {total:,} vs {HOUSTON_ALL:,}", total, HOUSTON_ALL),
-        )
-        if _within(ours, ref)
-    ]
-    assert matched, (
-        f"MFT on Houston2013 shapes has {total:,} parameters ({leaf:,} torchsummary-style); "
-        f"expected within 1% of {HOUSTON_ALL:,} (all) or {HOUSTON_LEAF:,} (torchsummary)"
+    assert (leaf, total) == (HOUSTON_LEAF, HOUSTON_ALL), (
+        f"MFT on Houston2013 shapes (144 + 1 bands, 15 classes) has {total:,} parameters "
+        f"({leaf:,} torchsummary-style); the reference has exactly {HOUSTON_ALL:,} ({HOUSTON_LEAF:,})"
     )
-    print("MFT Houston2013 parameter count matches:", "; ".join(matched))
 
 
-def test_parameter_count_matches_reference_on_trento_shape() -> None:
-    _, leaf = _counts(mft.build({}, _info(63, 1, 6)))
-    assert _within(leaf, TRENTO_LEAF), (
-        f"MFT on Trento shapes (63 + 1 bands, 6 classes): {leaf:,} torchsummary-style parameters; "
-        f"expected within 1% of the notebook's {TRENTO_LEAF:,}"
+def test_bare_parameters_are_the_position_embedding_and_the_token_learners() -> None:
+    # What torchsummary misses: the (1, 5, 64) position embedding, the HSI token learner's
+    # W_a (64 x 4) and W_v (64 x 64), the X token learner's W_a (64 x 1) and W_v (64 x 64).
+    total, leaf = _counts(mft.build({}, _info(144, 1, 15)))
+    assert total - leaf == 5 * 64 + (64 * 4 + 64 * 64) + (64 * 1 + 64 * 64) == 8_832
+
+
+@pytest.mark.parametrize(
+    ("bands", "x_bands", "classes", "expected"),
+    [
+        (63, 1, 6, TRENTO_LEAF),
+        (64, 2, 11, 249_387),  # MUUFL
+        (180, 4, 7, 343_079),  # Augsburg HSI + SAR
+        (244, 4, 8, 394_344),  # Berlin
+    ],
+    ids=["trento", "muufl", "augsburg-sar", "berlin"],
+)
+def test_parameter_count_equals_the_reference_on_other_shapes(
+    bands: int, x_bands: int, classes: int, expected: int
+) -> None:
+    _, leaf = _counts(mft.build({}, _info(bands, x_bands, classes)))
+    assert leaf == expected, (
+        f"MFT ({bands} + {x_bands} bands, {classes} classes): {leaf:,} torchsummary-style parameters; "
+        f"the reference has exactly {expected:,} (methods.md 6.2)"
     )
 
 

@@ -1,4 +1,5 @@
-"""S2Mamba plugin: reference parameter count, X input modes, the mixers' scan semantics."""
+"""S2Mamba plugin: exact parameter counts, the three registered variants, X input modes,
+the mixers' scan semantics."""
 
 from __future__ import annotations
 
@@ -12,8 +13,16 @@ from bench_core import ConfigError, SceneInfo, load_plugins
 from bench_core.ops import selective_scan_sequential
 from bench_plugins.methods import s2mamba
 
-# Measured on the reference module: S2Mamba(in_chans=144, patch=9, num_classes=15) (methods.md 7.2).
-HOUSTON_PARAMS = 118_759
+# Measured on the reference module (methods.md 7.2): S2Mamba(in_chans=B, patch=p, num_classes=K).
+HOUSTON_PARAMS = 118_759  # B 144, p 9, K 15
+MUUFL_LIKE_PARAMS = 113_379  # B 64, p 9, K 11
+INDIAN_PARAMS = 118_632  # B 200, p 7, K 16
+# What each registered name computes: (modalities, model.x_input, model.spectral_reverse).
+VARIANTS = {
+    "s2mamba": (("hsi",), "none", "reference"),
+    "s2mamba-fused": (("hsi", "x"), "concat", "reference"),
+    "s2mamba-bidir": (("hsi",), "none", "sequence"),
+}
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -31,13 +40,35 @@ def _info(hsi: int = 144, x: int | None = None, classes: int = 15, patch: int = 
     )
 
 
-def test_parameter_count_matches_reference_on_houston2013_shape() -> None:
-    model = s2mamba.build({"x_input": "none"}, _info(144, None, 15, 9))
-    total = sum(p.numel() for p in model.parameters())
-    assert abs(total - HOUSTON_PARAMS) <= 0.01 * HOUSTON_PARAMS, (
-        f"S2Mamba on Houston2013 shapes (144 bands, patch 9, 15 classes) has {total:,} parameters; "
-        f"expected within 1% of the reference's {HOUSTON_PARAMS:,}"
+def _count(model: torch.nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+@pytest.mark.parametrize(
+    ("bands", "classes", "patch", "expected"),
+    [(144, 15, 9, HOUSTON_PARAMS), (64, 11, 9, MUUFL_LIKE_PARAMS), (200, 16, 7, INDIAN_PARAMS)],
+    ids=["houston2013", "muufl-like", "indian"],
+)
+def test_parameter_count_equals_the_reference_module(bands: int, classes: int, patch: int, expected: int) -> None:
+    total = _count(s2mamba.build({}, _info(bands, None, classes, patch)))
+    assert total == expected, (
+        f"S2Mamba (B {bands}, p {patch}, K {classes}) has {total:,} parameters; "
+        f"the reference module has exactly {expected:,}"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [("s2mamba", 118_759), ("s2mamba-fused", 118_823), ("s2mamba-bidir", 118_759)],
+)
+def test_each_variant_has_the_exact_count_its_description_states(name: str, expected: int) -> None:
+    # Houston2013 shapes: 144 HSI bands, 1 LiDAR band, patch 9, 15 classes. The fused
+    # variant's 1x1 embedding sees 145 bands: 64 more weights than the reference.
+    spec = s2mamba.method_spec(name)
+    info = _info(144, 1 if "x" in spec.modalities else None, 15, 9)
+    total = _count(s2mamba.build(spec.resolve("paper").model, info))
+    assert total == expected, f"{name} on Houston2013 shapes: {total:,} parameters, expected {expected:,}"
+    assert f"{expected:,} parameters on Houston2013 shapes" in spec.description
 
 
 def test_concat_adds_the_x_bands_to_the_embedding_only() -> None:
@@ -48,8 +79,8 @@ def test_concat_adds_the_x_bands_to_the_embedding_only() -> None:
     assert difference == 3 * 64  # three more input channels of the 1x1 embedding
 
 
-def test_concat_without_x_input_names_the_hsi_only_method() -> None:
-    with pytest.raises(ConfigError, match="s2mamba-hsi"):
+def test_concat_without_x_input_names_the_fused_method() -> None:
+    with pytest.raises(ConfigError, match="s2mamba-fused"):
         s2mamba.build({"x_input": "concat"}, _info(20, None, 4, 5))
 
 
@@ -190,18 +221,40 @@ def test_paper_profile_holds_the_reference_houston_recipe() -> None:
     assert not train.restore_best, "the reference keeps the last epoch"
     assert paper.model["dropout"] == 0.1 and paper.model["d_state"] == 16 and paper.model["dim"] == 64
     params = paper.to_params()
-    assert params["model.x_input"] == "'concat'"
+    # s2mamba is the reference computation: HSI only, the reference code's spectral reverse.
+    assert (params["model.x_input"], params["model.spectral_reverse"]) == ("'none'", "'reference'")
+    assert s2mamba.method_spec().name == "s2mamba"
 
 
-def test_two_specs_differ_only_in_modalities_and_x_input() -> None:
-    stacked, hsi_only = s2mamba.method_spec("concat"), s2mamba.method_spec("none")
-    assert (stacked.name, stacked.modalities) == ("s2mamba", ("hsi", "x"))
-    assert (hsi_only.name, hsi_only.modalities) == ("s2mamba-hsi", ("hsi",))
-    for profile in ("paper", "fast"):
-        a, b = stacked.resolve(profile), hsi_only.resolve(profile)
-        assert a.train == b.train
-        assert {**a.model, "x_input": None} == {**b.model, "x_input": None}
-        assert (a.model["x_input"], b.model["x_input"]) == ("concat", "none")
+def test_default_build_is_the_reference_computation() -> None:
+    torch.manual_seed(7)
+    model = s2mamba.build({}, _info(6, 1, 3, 3)).eval()
+    assert model.embed[0].in_channels == 6  # the X band is not stacked in
+    x = torch.randn(2, 128, 3, 3)
+    with torch.no_grad():
+        torch.testing.assert_close(
+            model.bss.core(x), _spectral_by_hand(model.bss, x, true_reverse=False), rtol=1e-4, atol=1e-5
+        )
+
+
+def test_the_variants_differ_only_in_modalities_x_input_and_spectral_reverse() -> None:
+    specs = {name: s2mamba.method_spec(name) for name in VARIANTS}
+    reference = specs["s2mamba"]
+    for name, (modalities, x_input, reverse) in VARIANTS.items():
+        spec = specs[name]
+        assert (spec.name, spec.modalities) == (name, modalities)
+        assert spec.paper.startswith("Wang, Zhang, Peng, Zhang, Jia, Jiao, 'S2Mamba")
+        for profile in ("paper", "fast"):
+            a, b = spec.resolve(profile), reference.resolve(profile)
+            assert a.train == b.train
+            assert (a.model["x_input"], a.model["spectral_reverse"]) == (x_input, reverse)
+            ignored = {"x_input": None, "spectral_reverse": None}
+            assert {**a.model, **ignored} == {**b.model, **ignored}
+
+
+def test_an_unknown_variant_name_is_rejected() -> None:
+    with pytest.raises(ConfigError, match="s2mamba-hsi"):
+        s2mamba.method_spec("s2mamba-hsi")
 
 
 def test_plugin_code_never_moves_tensors_to_cuda() -> None:
@@ -210,7 +263,9 @@ def test_plugin_code_never_moves_tensors_to_cuda() -> None:
     assert not calls, f"s2mamba.py uses .cuda at lines {calls}; the Trainer owns the device"
 
 
-def test_both_specs_registered_through_the_bench_entry_point() -> None:
+def test_the_three_variants_are_registered_through_the_bench_entry_point() -> None:
     host = load_plugins()
-    missing = [n for n in ("s2mamba", "s2mamba-hsi") if n not in host.methods]
+    missing = [n for n in VARIANTS if n not in host.methods]
     assert not missing, f"{missing} not registered; plugin errors: {host.errors}"
+    registered = sorted(n for n in host.methods.names() if n.startswith("s2mamba"))
+    assert registered == sorted(VARIANTS), "the old name s2mamba-hsi is gone"

@@ -17,7 +17,7 @@ from bench_core import Scene, SplitError, SplitProtocol, SplitSpec, load_plugins
 from bench_core.splits import make_split, patch_leakage, window_cover
 from bench_plugins import protocols
 from bench_plugins.protocols import SPATIAL_BLOCKS_DEFAULTS, per_class_split, spatial_blocks_split
-from tests.conftest import SHARED
+from tests.conftest import SHARED, skip_or_fail_in_ci
 
 
 HOUSTON = SHARED / "data" / "houston2013-labels"
@@ -45,8 +45,9 @@ def scene_from(labels: np.ndarray, train: np.ndarray | None = None, test: np.nda
     )
 
 
-def split_of(scene: Scene, protocol: SplitProtocol, text: str, patch: int, seed: int = 0, val: float = 0.0):
-    return make_split(scene, SplitSpec.parse(text, val_fraction=val), protocol, seed, patch_size=patch)
+def split_of(scene: Scene, protocol: SplitProtocol, text: str, patch: int, seed: int = 0, val: float = 0.0,
+             carve: str = "auto"):
+    return make_split(scene, SplitSpec.parse(text, val_fraction=val, val_carve=carve), protocol, seed, patch_size=patch)
 
 
 def leaked_by_dilation(train: np.ndarray, test: np.ndarray, shape: tuple[int, int], patch: int) -> int:
@@ -68,7 +69,7 @@ def stripes(height: int = 24, width: int = 32, classes: int = 4) -> np.ndarray:
 @pytest.fixture(scope="module")
 def houston() -> tuple[np.ndarray, np.ndarray]:
     if not (HOUSTON_TR.is_file() and HOUSTON_VA.is_file()):
-        pytest.skip(f"Houston2013 label maps not found in {HOUSTON} (the shared/ folder beside the repo)")
+        skip_or_fail_in_ci(f"Houston2013 label maps not found in {HOUSTON} (the shared/ folder beside the repo)")
     from PIL import Image
 
     return np.array(Image.open(HOUSTON_TR)).astype(np.int64), np.array(Image.open(HOUSTON_VA)).astype(np.int64)
@@ -222,12 +223,23 @@ def test_same_seed_same_split_other_seed_other_blocks(registered: SplitProtocol)
     assert not np.array_equal(a.open_test(), c.open_test())
 
 
-def test_validation_is_carved_from_guarded_training_pixels(registered: SplitProtocol) -> None:
+def test_random_validation_is_carved_from_guarded_training_pixels(registered: SplitProtocol) -> None:
+    scene = scene_from(stripes(48, 64))
+    split = split_of(scene, registered, "spatial-blocks:8", 5, val=0.25, carve="random")
+    no_val = split_of(scene, registered, "spatial-blocks:8", 5, val=0.0)
+    assert split.val.size > 0 and split.val_carve == "random"
+    assert np.array_equal(np.sort(np.concatenate([split.train, split.val])), no_val.train)
+    assert split.leakage == 0.0 and leaked_by_dilation(split.val, split.open_test(), scene.shape, 5) == 0
+    assert split.val_leakage > 0.9  # random validation pixels sit among training pixels
+
+
+def test_spatial_blocks_carve_validation_spatially_by_default(registered: SplitProtocol) -> None:
     scene = scene_from(stripes(48, 64))
     split = split_of(scene, registered, "spatial-blocks:8", 5, val=0.25)
     no_val = split_of(scene, registered, "spatial-blocks:8", 5, val=0.0)
-    assert split.val.size > 0
-    assert np.array_equal(np.sort(np.concatenate([split.train, split.val])), no_val.train)
+    assert split.val_carve == "spatial" and split.val.size > 0
+    assert set(split.train) | set(split.val) <= set(no_val.train)  # carved from the guarded training pixels
+    assert split.val_leakage == 0.0 and leaked_by_dilation(split.train, split.val, scene.shape, 5) == 0
     assert split.leakage == 0.0 and leaked_by_dilation(split.val, split.open_test(), scene.shape, 5) == 0
 
 

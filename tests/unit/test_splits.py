@@ -12,9 +12,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bench_core import ConfigError, Scene, SplitError, SplitProtocol, SplitSpec
-from bench_core.splits import Split, carve_validation, make_split, patch_leakage, round_half_up
-from tests.conftest import SHARED
+from bench_core import ConfigError, MethodSpec, Scene, SplitError, SplitProtocol, SplitSpec, TrainConfig
+from bench_core.splits import (
+    Split,
+    carve_validation,
+    carve_validation_spatial,
+    make_split,
+    patch_leakage,
+    round_half_up,
+)
+from tests.conftest import SHARED, skip_or_fail_in_ci
 
 
 HOUSTON = SHARED / "data" / "houston2013-labels"
@@ -69,7 +76,7 @@ def brute_force_leakage(train: np.ndarray, test: np.ndarray, shape: tuple[int, i
 @pytest.fixture(scope="module")
 def houston() -> tuple[np.ndarray, np.ndarray]:
     if not (HOUSTON_TR.is_file() and HOUSTON_VA.is_file()):
-        pytest.skip(f"Houston2013 label maps not found in {HOUSTON} (the shared/ folder beside the repo)")
+        skip_or_fail_in_ci(f"Houston2013 label maps not found in {HOUSTON} (the shared/ folder beside the repo)")
     from PIL import Image
 
     return np.array(Image.open(HOUSTON_TR)), np.array(Image.open(HOUSTON_VA))
@@ -105,6 +112,53 @@ def test_make_split_reports_the_leakage_of_train_plus_val(houston: tuple[np.ndar
     assert split.val.size > 0
     assert round(100 * split.leakage, 1) == 6.7  # val pixels are still training-side pixels
     assert split.train.size + split.val.size == 2832 and split.num_test == 12197
+
+
+def _method(kind: str, size: int) -> MethodSpec:
+    return MethodSpec(name=f"toy-{kind}", build=lambda cfg, info: None, input_kind=kind,  # type: ignore[arg-type]
+                      modalities=("hsi",), profiles={"paper": {}, "fast": {}}, patch_size=size)
+
+
+def test_the_leakage_window_of_a_dense_method_is_2s_minus_1() -> None:
+    train = TrainConfig()
+    assert _method("patch", 9).leakage_window(train) == 9
+    assert _method("dense", 32).leakage_window(train) == 63  # every crop covering a pixel reaches s - 1 away
+    assert _method("pixel", 1).leakage_window(train) == 1
+
+
+@pytest.mark.parametrize(("crop", "patch_window", "dense_window"), [(16, 25.65, 50.19), (32, 52.15, 81.27)])
+def test_houston_official_leakage_for_dense_crops(
+    houston: tuple[np.ndarray, np.ndarray], crop: int, patch_window: float, dense_window: float
+) -> None:
+    train, test = houston
+    a, b = np.flatnonzero(train.ravel()), np.flatnonzero(test.ravel())
+    assert round(100 * patch_leakage(a, b, train.shape, crop), 2) == patch_window  # what was reported before
+    window = _method("dense", crop).leakage_window(TrainConfig())
+    assert round(100 * patch_leakage(a, b, train.shape, window), 2) == dense_window
+
+
+def test_spatial_blocks_guard_a_dense_method_with_its_whole_window(houston: tuple[np.ndarray, np.ndarray]) -> None:
+    from bench_core.pipeline import make_cell_split
+    from bench_core.plugins import load_plugins
+
+    train, test = houston
+    scene = scene_from_labels(np.maximum(train, test), train=train, test=test)
+    blocks = load_plugins().splits.get("spatial-blocks")
+    spec = SplitSpec.parse("spatial-blocks:32:train=0.5", val_fraction=0.0)
+    window = _method("dense", 32).leakage_window(TrainConfig())
+    # Guarding only the crop (the old behaviour) reported 0 % while half the test set lies within
+    # reach of the training crops.
+    crop_only = make_split(scene, spec, blocks, 0, patch_size=32)
+    assert crop_only.leakage == 0.0
+    assert round(100 * patch_leakage(crop_only.train, crop_only.open_test(), scene.shape, window), 2) == 49.93
+    # With the whole window, 32-pixel blocks cannot keep every class: the error says so ...
+    with pytest.raises(SplitError, match="63x63 windows"):
+        make_cell_split(scene, spec, blocks, 0, window)
+    # (on Houston2013 no block size keeps its compact class 3 for 32x32 crops); on a scene with
+    # larger classes the guarded split's leakage really is 0 for the dense method.
+    wide = scene_from_labels(_blobs(256, 256))
+    split = make_cell_split(wide, SplitSpec.parse("spatial-blocks:64:train=0.5", val_fraction=0.0), blocks, 0, window)
+    assert split.leakage == 0.0 and patch_leakage(split.train, split.open_test(), wide.shape, window) == 0.0
 
 
 def test_patch_size_one_gives_zero_leakage_for_disjoint_sets() -> None:
@@ -308,3 +362,58 @@ def test_make_split_rejects_a_spec_for_another_protocol(toy_scene: Scene) -> Non
 def test_make_split_rejects_a_negative_seed(toy_scene: Scene) -> None:
     with pytest.raises(ConfigError, match="seed = -1"):
         make_split(toy_scene, SplitSpec("half"), protocol("half", random_protocol), -1)
+
+
+# ----------------------------------------------------------------------------- validation leakage and carves
+
+
+def _blobs(height: int = 40, width: int = 40, classes: int = 3) -> np.ndarray:
+    labels = np.zeros((height, width), dtype=np.int64)
+    for k in range(classes):  # one wide band of training area per class
+        labels[:, k * width // classes : (k + 1) * width // classes] = k + 1
+    return labels
+
+
+def test_random_validation_leaks_and_the_spatial_carve_does_not() -> None:
+    labels = _blobs()
+    scene = scene_from_labels(labels)
+    everything = protocol("all", lambda scene, argument, rng: (np.flatnonzero(labels.ravel())[::2],
+                                                               np.flatnonzero(labels.ravel())[1::2]))
+    random = make_split(scene, SplitSpec("all", val_fraction=0.2, val_carve="random"), everything, 0, 5)
+    spatial = make_split(scene, SplitSpec("all", val_fraction=0.2, val_carve="spatial"), everything, 0, 5)
+    assert random.val_carve == "random" and random.val_leakage == 1.0  # every validation pixel has training neighbours
+    assert spatial.val_carve == "spatial" and spatial.val_leakage == 0.0
+    assert patch_leakage(spatial.train, spatial.val, scene.shape, 5) == 0.0
+    assert "auto" == SplitSpec("all").val_carve
+    assert make_split(scene, SplitSpec("all", val_fraction=0.2), everything, 0, 5).val_carve == "random"
+
+
+def test_spatial_carve_takes_about_the_fraction_per_class_and_is_seeded() -> None:
+    labels = _blobs(64, 64)
+    train = np.flatnonzero(labels.ravel())
+    a_train, a_val = carve_validation_spatial(train, labels, 0.25, np.random.default_rng(0), window=5)
+    b_train, b_val = carve_validation_spatial(train, labels, 0.25, np.random.default_rng(0), window=5)
+    _, c_val = carve_validation_spatial(train, labels, 0.25, np.random.default_rng(1), window=5)
+    assert np.array_equal(a_val, b_val) and np.array_equal(a_train, b_train) and not np.array_equal(a_val, c_val)
+    assert set(a_train).isdisjoint(a_val) and set(a_train) | set(a_val) <= set(train)
+    flat = labels.ravel()
+    for k in (1, 2, 3):
+        share = np.count_nonzero(flat[a_val] == k) / np.count_nonzero(flat[train] == k)
+        assert 0.1 <= share <= 0.4, (k, share)
+        assert np.count_nonzero(flat[a_train] == k) > 0
+    assert patch_leakage(a_train, a_val, labels.shape, 5) == 0.0
+
+
+def test_a_class_the_guard_band_would_empty_keeps_its_training_pixels() -> None:
+    labels = np.zeros((16, 16), dtype=np.int64)
+    labels[:, :8] = 1
+    labels[7:9, 8:10] = 2  # a 2x2 class: whatever goes to validation, the guard covers the rest
+    train = np.flatnonzero(labels.ravel())
+    kept, val = carve_validation_spatial(train, labels, 0.5, np.random.default_rng(0), window=5, block=1)
+    assert np.count_nonzero(labels.ravel()[kept] == 2) > 0
+    assert patch_leakage(kept, val, labels.shape, 5) > 0  # reported, not hidden
+
+
+def test_bad_val_carve_is_refused() -> None:
+    with pytest.raises(ConfigError, match="val_carve = 'blocks'"):
+        SplitSpec("official", val_carve="blocks")

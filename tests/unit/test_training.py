@@ -294,7 +294,7 @@ def test_on_epoch_end_gets_metrics_and_its_exception_propagates() -> None:
     with pytest.raises(Prune):
         _fit("patch", epochs=5, steps_per_epoch=1, trainer_kwargs={"on_epoch_end": callback})
     assert [e for e, _ in calls] == [1, 2]
-    assert set(calls[0][1]) == {"epoch", "train_loss", "lr", "val_oa"}
+    assert set(calls[0][1]) == {"epoch", "train_loss", "lr", "val_oa", "val_loss"}
 
 
 def test_build_rejects_the_wrong_kind_of_model() -> None:
@@ -673,3 +673,14 @@ def test_dense_validation_predicts_only_windows_around_validation_pixels() -> No
     scene_map = trainer.predict_scene(spec, model, config, big)
     assert validation_windows < sum(windows) / 4  # 6 pixels need far fewer windows than the scene
     assert result.final_val_oa == pytest.approx(float(np.mean(scene_map.reshape(-1)[val] == labels[val])))
+
+
+def test_ties_in_validation_oa_are_broken_by_validation_loss() -> None:
+    # The toy problem is solved within an epoch or two; OA then stays at 1.0 while the loss falls.
+    _, _, result = _fit("patch", epochs=6, lr=0.05, restore_best=True)
+    oas = [h["val_oa"] for h in result.history]
+    assert oas.count(1.0) >= 3
+    perfect = [h for h in result.history if h["val_oa"] == 1.0]
+    lowest = min(perfect, key=lambda h: h["val_loss"])
+    assert result.best_epoch == int(lowest["epoch"])
+    assert result.best_epoch != int(perfect[0]["epoch"])  # the first perfect epoch is not the best one

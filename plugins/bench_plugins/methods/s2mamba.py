@@ -21,20 +21,34 @@ on the harness's selective scan (:mod:`bench_core.ops`):
 * **Head.** LayerNorm(64), mean over the p^2 tokens, Linear(64 -> K).
 
 The module is tied to the patch size (BSS's projections have p^2 inputs/outputs), which
-comes from ``info.patch_size``. The reference is HSI-only; ``model.x_input`` says what is
-done with the X modality: ``"concat"`` stacks its bands after the HSI bands (the
-convention the MFT paper uses for single-stream baselines), ``"none"`` ignores it.
+comes from ``info.patch_size``.
 
-Two places where the reference code differs from what its paper describes, and what we do:
+Two switches select what is computed, and three registered names fix them:
 
-* The reference's "reversed" spectral direction flips a size-1 axis (a no-op), scans
-  forward with the second direction's parameters, and then flips that output along the
-  sequence. ``model.spectral_reverse = "sequence"`` (default) scans the reversed channel
-  sequence and flips the result back, the bidirectional scan the paper describes;
-  ``"reference"`` reproduces the code's behaviour exactly.
-* The reference builds its block and head LayerNorms with PyTorch's default eps (1e-5):
-  the ``eps=1e-6`` default in ``MambaBlock``'s signature is overridden by the
-  ``norm_layer=nn.LayerNorm`` that ``S2Mamba`` passes down. We use 1e-5 too.
+* ``model.x_input``: ``"none"`` feeds the HSI only (the reference has no X input);
+  ``"concat"`` stacks the X bands after the HSI bands (the convention the MFT paper uses
+  for single-stream baselines).
+* ``model.spectral_reverse``: the reference's "reversed" spectral direction flips a size-1
+  axis (a no-op), scans forward with the second direction's parameters, and then flips
+  that output along the sequence; ``"reference"`` reproduces it exactly. ``"sequence"``
+  scans the reversed channel sequence and flips the result back, the bidirectional scan
+  the paper describes.
+
+=================  ===========  ==================  ==============================
+name               x_input      spectral_reverse    parameters, Houston2013 shapes
+=================  ===========  ==================  ==============================
+``s2mamba``        ``none``     ``reference``       118,759 (the reference module)
+``s2mamba-fused``  ``concat``   ``reference``       118,823 (144 + 1 bands)
+``s2mamba-bidir``  ``none``     ``sequence``        118,759
+=================  ===========  ==================  ==============================
+
+(Houston2013 shapes: 144 HSI bands, 1 LiDAR band, patch 9, 15 classes. Each X band adds
+64 embedding weights; the scan direction changes no parameter.) Both keys stay
+overridable with ``--set``.
+
+The reference builds its block and head LayerNorms with PyTorch's default eps (1e-5): the
+``eps=1e-6`` default in ``MambaBlock``'s signature is overridden by the
+``norm_layer=nn.LayerNorm`` that ``S2Mamba`` passes down. We use 1e-5 too.
 
 The reference also wraps both mixers in DropPath at rate ``linspace(0, dropout, depth)[0]``,
 which is 0 for its single block; we leave that identity out. Its ``dropout`` sets the
@@ -55,17 +69,24 @@ if TYPE_CHECKING:
     from torch import nn
 
 NAME = "s2mamba"
-HSI_ONLY_NAME = "s2mamba-hsi"
-X_INPUTS = ("concat", "none")
-SPECTRAL_REVERSE = ("sequence", "reference")
+FUSED_NAME = "s2mamba-fused"
+BIDIR_NAME = "s2mamba-bidir"
+X_INPUTS = ("none", "concat")
+SPECTRAL_REVERSE = ("reference", "sequence")
+# The registered names and the (x_input, spectral_reverse) each one fixes.
+VARIANTS: dict[str, tuple[str, str]] = {
+    NAME: ("none", "reference"),
+    FUSED_NAME: ("concat", "reference"),
+    BIDIR_NAME: ("none", "sequence"),
+}
 _DEFAULTS: dict[str, Any] = {
     "dim": 64,
     "d_state": 16,
     "expand": 2,
     "dropout": 0.1,
     "gate_threshold": 0.1,
-    "x_input": "concat",
-    "spectral_reverse": "sequence",
+    "x_input": "none",
+    "spectral_reverse": "reference",
 }
 
 
@@ -90,13 +111,13 @@ def _resolve(config: Mapping[str, Any]) -> dict[str, Any]:
             )
     if values["x_input"] not in X_INPUTS:
         raise ConfigError(
-            f"{NAME} model.x_input = {values['x_input']!r}: expected 'concat' (X bands stacked "
-            f"after the HSI bands) or 'none' (HSI only)"
+            f"{NAME} model.x_input = {values['x_input']!r}: expected 'none' (HSI only, as the "
+            f"reference) or 'concat' (X bands stacked after the HSI bands)"
         )
     if values["spectral_reverse"] not in SPECTRAL_REVERSE:
         raise ConfigError(
-            f"{NAME} model.spectral_reverse = {values['spectral_reverse']!r}: expected 'sequence' "
-            f"(true reversed scan, as the paper describes) or 'reference' (the reference code's behaviour)"
+            f"{NAME} model.spectral_reverse = {values['spectral_reverse']!r}: expected 'reference' "
+            f"(the reference code's behaviour) or 'sequence' (true reversed scan, as the paper describes)"
         )
     return values
 
@@ -110,7 +131,8 @@ def input_bands(config: Mapping[str, Any], info: SceneInfo) -> int:
     if "x" not in info.bands:
         raise ConfigError(
             f"{NAME} model.x_input = 'concat' but the method was given only {sorted(info.bands)}; "
-            f"use the {HSI_ONLY_NAME!r} method (or model.x_input = 'none') for HSI-only input"
+            f"use the {FUSED_NAME!r} method to stack the X bands, or model.x_input = 'none' "
+            f"for HSI-only input"
         )
     return hsi + int(info.bands["x"])
 
@@ -229,17 +251,56 @@ def search_space(trial: optuna.Trial) -> dict[str, Any]:
     }
 
 
-def method_spec(x_input: str = "concat") -> MethodSpec:
-    """``s2mamba`` (HSI + X stacked band-wise) or, with ``x_input="none"``, ``s2mamba-hsi``."""
-    if x_input not in X_INPUTS:
-        raise ConfigError(f"{NAME}: x_input = {x_input!r}; expected one of {X_INPUTS}")
-    hsi_only = x_input == "none"
-    model = {**_DEFAULTS, "x_input": x_input}
+_INPUT_TEXT = {
+    "none": "HSI only (model.x_input = 'none'; the reference has no X input). ",
+    "concat": (
+        "HSI and X stacked band-wise into one input (model.x_input = 'concat', the MFT paper's "
+        "convention for single-stream baselines; the reference is HSI-only). "
+    ),
+}
+_REVERSE_TEXT = {
+    "reference": (
+        "Spectral 'reverse' direction as the reference code computes it (model.spectral_reverse "
+        "= 'reference'): a forward scan with the second direction's parameters whose output is "
+        "flipped, not the reversed scan the paper describes. "
+    ),
+    "sequence": (
+        "True bidirectional spectral scan as the paper describes it (model.spectral_reverse = "
+        "'sequence'): the reversed channel sequence is scanned and flipped back; the reference "
+        "code does not do this. "
+    ),
+}
+_ROLE_TEXT = {
+    NAME: "The reference computation. ",
+    FUSED_NAME: f"Variant of {NAME} (the reference computation) with the X modality stacked in. ",
+    BIDIR_NAME: f"Variant of {NAME} (the reference computation) with the paper's spectral scan. ",
+}
+_COUNT_TEXT = {
+    NAME: "118,759 parameters on Houston2013 shapes (144 bands, p 9, 15 classes), the reference module's count. ",
+    FUSED_NAME: (
+        "118,823 parameters on Houston2013 shapes (144 HSI + 1 LiDAR bands, p 9, 15 classes): the "
+        "reference's 118,759 plus 64 embedding weights per X band. "
+    ),
+    BIDIR_NAME: (
+        "118,759 parameters on Houston2013 shapes (144 bands, p 9, 15 classes), as the reference: "
+        "the scan direction changes no parameter. "
+    ),
+}
+
+
+def method_spec(name: str = NAME) -> MethodSpec:
+    """The spec of ``name``: ``s2mamba`` (the reference computation: HSI only, the reference's
+    spectral reverse), ``s2mamba-fused`` (X bands stacked after the HSI) or ``s2mamba-bidir``
+    (HSI only, the paper's bidirectional spectral scan)."""
+    if name not in VARIANTS:
+        raise ConfigError(f"{NAME}: no variant {name!r}; expected one of {sorted(VARIANTS)}")
+    x_input, spectral_reverse = VARIANTS[name]
+    model = {**_DEFAULTS, "x_input": x_input, "spectral_reverse": spectral_reverse}
     return MethodSpec(
-        name=HSI_ONLY_NAME if hsi_only else NAME,
+        name=name,
         build=build,
         input_kind="patch",
-        modalities=("hsi",) if hsi_only else ("hsi", "x"),
+        modalities=("hsi", "x") if x_input == "concat" else ("hsi",),
         patch_size=9,
         profiles={
             "paper": {
@@ -276,38 +337,37 @@ def method_spec(x_input: str = "concat") -> MethodSpec:
         search_space=search_space,
         deterministic=True,
         paper=(
-            "Wang, Li, Zhang, Li, Du, 'S2Mamba: A Spatial-spectral State Space Model for "
-            "Hyperspectral Image Classification', IEEE TGRS 2025"
+            "Wang, Zhang, Peng, Zhang, Jia, Jiao, 'S2Mamba: A Spatial-spectral State Space Model "
+            "for Hyperspectral Image Classification', IEEE TGRS 2025"
         ),
         url="https://github.com/PURE-melo/S2Mamba",
         licence="MIT (this implementation, written from the paper and the reference code)",
         description=(
-            ("HSI only (model.x_input = 'none'). " if hsi_only else
-             "HSI and X stacked band-wise into one input (model.x_input = 'concat', the MFT "
-             "paper's convention for single-stream baselines; the reference is HSI-only). ")
+            _ROLE_TEXT[name]
+            + _INPUT_TEXT[x_input]
+            + _REVERSE_TEXT[spectral_reverse]
+            + _COUNT_TEXT[name]
             + "1x1 conv embedding to 64 + GELU; one block: LN, then the spatial 4-direction "
-            "cross scan (PCS) and the bidirectional spectral scan over the 128 inner channels "
+            "cross scan (PCS) and the two-direction spectral scan over the 128 inner channels "
             "with the p^2 pixels as scan channels (BSS), fused by the softmax mixture gate (SMG, "
             "gates under 0.1 zeroed), residual; LN, mean over tokens, linear head. Patch 9 "
             "(others work; the model is tied to the patch it is built for). From the reference's "
             "Houston settings: AdamW lr 1e-4, weight decay 5e-3, ExponentialLR gamma 0.99 per "
             "epoch, batch 64, 100 epochs, dropout 0.1, last-epoch weights. Our choices: the "
             "scheduler steps after each epoch's optimizer steps (the reference steps it first, "
-            "shifting the schedule by one epoch: not reproduced); model.spectral_reverse = "
-            "'sequence' scans the reversed channel sequence as the paper describes (the "
-            "reference's reversed direction is a forward scan whose output is flipped: "
-            "'reference' reproduces it); LayerNorm eps 1e-5 as the reference builds it. "
-            "118,759 parameters on Houston2013 shapes (144 bands, p 9, 15 classes). Fast profile "
-            "(our choice, for CPU runs on small scenes): same model on 3x3 patches, batch 16, "
-            "20 epochs of at most 32 steps, AdamW lr 1e-3, gamma 0.97; a CPU training step "
-            "costs about 1.7x as much at 5x5 and 4.4x at 9x9, and on the 80 x 80 synthetic "
-            "scene larger windows also generalised worse."
+            "shifting the schedule by one epoch: not reproduced); LayerNorm eps 1e-5 as the "
+            "reference builds it. model.x_input ('none' | 'concat') and model.spectral_reverse "
+            "('reference' | 'sequence') stay overridable. Fast profile (our choice, for CPU runs "
+            "on small scenes): same model on 3x3 patches, batch 16, 20 epochs of at most 32 "
+            "steps, AdamW lr 1e-3, gamma 0.97; a CPU training step costs about 1.7x as much at "
+            "5x5 and 4.4x at 9x9, and on the 80 x 80 synthetic scene larger windows also "
+            "generalised worse."
         ),
     )
 
 
 @hookimpl
 def bench_register_methods(register: Callable[[MethodSpec], None]) -> None:
-    """Register ``s2mamba`` (HSI + X band-stacked) and ``s2mamba-hsi`` (HSI only)."""
-    register(method_spec("concat"))
-    register(method_spec("none"))
+    """Register ``s2mamba`` (the reference computation), ``s2mamba-fused`` and ``s2mamba-bidir``."""
+    for name in VARIANTS:
+        register(method_spec(name))

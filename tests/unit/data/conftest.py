@@ -11,7 +11,7 @@ import pytest
 
 from bench_core import DatasetContext
 from bench_core.data import RealDataset
-from tests.conftest import SHARED
+from tests.conftest import SHARED, skip_or_fail_in_ci
 
 FAKE_MODULES = {
     "augsburg": "tests.data.augsburg.make_fake",
@@ -75,5 +75,5 @@ def shared_data() -> Path:
     """The small real files of ../shared/data (Houston2013 label maps, Trento mirror files)."""
     folder = SHARED / "data"
     if not (folder / "trento-mirror").is_dir():
-        pytest.skip(f"real data files not found in {folder} (a checkout without ../shared)")
+        skip_or_fail_in_ci(f"real data files not found in {folder} (a checkout without ../shared)")
     return folder
