@@ -61,8 +61,17 @@ class StudyError(BenchError):
     """An Optuna study is missing, of the wrong kind, or was made with other settings."""
 
 
+class TrackingError(BenchError):
+    """The MLflow tracking store cannot be reached (e.g. a server that does not answer)."""
+
+
 class NonFiniteLossError(BenchError, FloatingPointError):
     """Training produced a NaN or infinite loss; the cell stops with this reason."""
+
+
+class NonFiniteOutputError(BenchError, FloatingPointError):
+    """A model's outputs at validation or test time hold NaN or infinity; the cell stops with this
+    reason instead of scoring them as some class."""
 
 
 class TestSplitAccessError(BenchError, RuntimeError):

@@ -48,6 +48,10 @@ BOARD_KEY = ["dataset", "split", "profile"]
 GROUP = ["dataset", "split", "method", "profile"]
 TAG_METHOD_STATUS = "bench.method.status"
 """Run tag set from a model's ``bench_tags()["status"]``: a stand-in or ablation, shown in labels."""
+TAG_CLASSES_WITHOUT_TRAINING = "bench.classes_without_training"
+"""Run tag: comma-separated labels of the classes with no training pixel in the cell's split (e.g. ``"3,5"``)."""
+TAG_CLASSES_WITHOUT_TRAINING_NAMES = "bench.classes_without_training_names"
+"""Run tag: their class names, ``"; "``-separated, in the same order."""
 ACCURACY = ["test_oa", "test_aa", "test_kappa", "test_f1_macro"]
 COST = [
     "params_total", "params_trainable", "flops_per_sample", "time_train_s", "time_infer_s",
@@ -424,18 +428,28 @@ def runs_frame(runs: Iterable[Any]) -> pd.DataFrame:
             device=_device_label(t), config_id=hashlib.sha256(text.encode()).hexdigest()[:8],
             config_json=text, method_status=t.get(TAG_METHOD_STATUS, ""),
             val_fraction=_float(p.get("val_fraction")),
+            classes_without_training=_untrained_classes(t),
         )
         for k in ACCURACY + COST:
             row[k] = m.get(k, math.nan)
         row.update({k: v for k, v in m.items() if k.startswith(PER_CLASS_PREFIX)})
         rows.append(row)
     base = GROUP + ["seed", "run_id", "run_name", "start_time", "device", "config_id", "config_json",
-                    "method_status", "val_fraction"] + ACCURACY + COST
+                    "method_status", "val_fraction", "classes_without_training"] + ACCURACY + COST
     frame = pd.DataFrame(rows)
     for col in base:
         if col not in frame:
             frame[col] = pd.Series(dtype=object)
     return frame[base + sorted(c for c in frame.columns if c not in base)]
+
+
+def _untrained_classes(tags: Mapping[str, str]) -> str:
+    """``"3 Ground, 5 Vineyard"`` from a run's tags: the classes it had no training pixel for ('' if none)."""
+    labels = [v.strip() for v in str(tags.get(TAG_CLASSES_WITHOUT_TRAINING, "")).split(",") if v.strip()]
+    names = [v.strip() for v in str(tags.get(TAG_CLASSES_WITHOUT_TRAINING_NAMES, "")).split(";")]
+    if len(names) != len(labels):
+        names = [""] * len(labels)
+    return ", ".join(f"{label} {name}".strip() for label, name in zip(labels, names))
 
 
 def finished_runs(tracker: MLflowTracker) -> pd.DataFrame:
@@ -594,6 +608,9 @@ def _aggregate(runs: pd.DataFrame, class_keys: Sequence[str]) -> pd.DataFrame:
         rec["val_fraction"] = float(g["val_fraction"].astype(float).iloc[0])  # part of the config id
         rec["device"] = ", ".join(sorted(set(map(str, g["device"]))))
         rec["method_status"] = "; ".join(sorted({str(v) for v in g["method_status"] if isinstance(v, str) and v}))
+        untrained = [str(v) for v in g.get("classes_without_training", []) if isinstance(v, str) and v]
+        rec["classes_without_training"] = "; ".join(sorted(set(untrained)))
+        rec["seeds_without_training"] = len(untrained)
         best = g.loc[g["test_oa"].astype(float).idxmax()] if g["test_oa"].notna().any() else g.iloc[0]
         rec["best_run_id"] = str(best["run_id"])
         rec["best_seed"] = int(best["seed"])
@@ -794,6 +811,14 @@ def build_board_set(
             notes.append(f"{superseded} older run(s) of the same cell and seed were superseded by re-runs")
         if (rows["variant"] != "").any():
             notes.append("a method run with several configurations has one row per configuration (variant)")
+        for _, r in rows.iterrows():
+            if r.get("classes_without_training"):
+                notes.append(
+                    f"{r['method']}{' [' + r['variant'] + ']' if r.get('variant') else ''}: class(es) "
+                    f"{r['classes_without_training']} had no training pixels in "
+                    f"{r['seeds_without_training']} of {r['n']} seed(s) (run tag {TAG_CLASSES_WITHOUT_TRAINING}); "
+                    f"the model never learned them, so its scores are not comparable to a split that has them"
+                )
         legend = ""
         if significance:
             rows, legend, sig_notes = _significance(rows, g, load if artifacts is not None else None, alpha)
@@ -862,11 +887,15 @@ def method_label(row: Mapping[str, Any]) -> str:
 
     The status (run tag ``bench.method.status``, from the model's ``bench_tags()``) marks a
     stand-in or an ablation, e.g. ``m3amba {STAND-IN: random CLIP weights}``, so that no
-    board shows such a row under the bare name of the paper's method.
+    board shows such a row under the bare name of the paper's method. A row whose runs had
+    classes without a training pixel (run tag ``bench.classes_without_training``) is flagged
+    ``(!no training pixels: class 3 Ground)``.
     """
     label = str(row["method"]) + (f" [{row['variant']}]" if row.get("variant") else "")
     status = row.get("method_status")
-    return label + (f" {{{status}}}" if isinstance(status, str) and status else "")
+    label += f" {{{status}}}" if isinstance(status, str) and status else ""
+    untrained = row.get("classes_without_training")
+    return label + (f" (!no training pixels: class {untrained})" if isinstance(untrained, str) and untrained else "")
 
 
 def display_rows(board: Board) -> list[dict[str, str]]:

@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench_core.errors import ConfigError, ModelOutputError
+from bench_core.errors import ConfigError, DatasetError, ModelOutputError
+from bench_core.process import Terminated
 from bench_core.scene import Scene, SceneInfo
 from bench_core.specs import (
     DatasetContext,
@@ -65,7 +66,9 @@ class RunLifecycle:
 
     * ``FINISHED`` when the body returned and every artifact was stored; a failure to
       store them turns it into ``FAILED`` (a run is never FINISHED with missing artifacts);
-    * ``KILLED`` for ``KeyboardInterrupt`` and the exception types in ``killed``;
+    * ``KILLED`` for ``KeyboardInterrupt`` (Ctrl-C, and SIGTERM as
+      :class:`~bench_core.process.Terminated`; tag ``bench.interrupted`` says which) and
+      the exception types in ``killed``;
     * ``FAILED`` for any other exception, with ``traceback.txt`` and the tag ``bench.error``.
 
     ``before_end(life)`` runs just before the run is closed (``life.status`` and
@@ -134,7 +137,10 @@ class RunLifecycle:
             self.status = "FINISHED"
         else:
             self.status = "KILLED" if isinstance(exc, self.killed) else "FAILED"
-            if isinstance(exc, KeyboardInterrupt):
+            if isinstance(exc, Terminated):  # SIGTERM: where it stopped is worth keeping
+                self.error = f"{exc} (timeout, scheduler or docker stop)"
+                (out / "traceback.txt").write_text("".join(traceback.format_exception(exc_type, exc, tb)))
+            elif isinstance(exc, KeyboardInterrupt):
                 self.error = "interrupted (Ctrl-C)"
                 (out / "traceback.txt").write_text("KeyboardInterrupt: interrupted by the user\n")
             else:
@@ -145,6 +151,8 @@ class RunLifecycle:
         try:
             if self.status == "FAILED" and self.error:
                 self._run.set_tags({"bench.error": self.error[:4000]})
+            elif isinstance(exc, KeyboardInterrupt) and self.error:
+                self._run.set_tags({"bench.interrupted": self.error})
             self._detach_logs(out)
             if any(out.iterdir()):
                 self._run.log_artifacts(out)
@@ -157,6 +165,10 @@ class RunLifecycle:
                 self._run.set_tags({"bench.error": (self.error or reason)[:4000]})
             except Exception:  # noqa: BLE001 - the store itself may be gone; closing still matters
                 pass
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM while storing: never FINISHED with missing artifacts
+            if self.status == "FINISHED":
+                self.status = "KILLED"
+            raise
         finally:
             try:
                 if self.before_end is not None:
@@ -180,11 +192,40 @@ class RunLifecycle:
 # ----------------------------------------------------------------------------- steps
 
 
-def load_scene(dataset: DatasetSpec, data_dir: Path | None = None) -> Scene:
-    """Load a registered dataset (files looked for in ``data_dir``, then the usual places)."""
+def dataset_context(data_dir: Path | None = None) -> DatasetContext:
+    """Where ``bench run`` and ``bench tune`` look for dataset files: ``data_dir``, then the usual places."""
     from bench_core.tracking import bench_home
 
-    return dataset.load(DatasetContext(data_dir=data_dir, cache_dir=bench_home() / "cache"))
+    return DatasetContext(data_dir=data_dir, cache_dir=bench_home() / "cache")
+
+
+def load_scene(dataset: DatasetSpec, data_dir: Path | None = None) -> Scene:
+    """Load a registered dataset (files looked for in ``data_dir``, then the usual places).
+
+    A scene whose (rows, cols) differ from the dataset's declared ``shape`` raises
+    :class:`~bench_core.errors.DatasetError`: it is another variant, a crop or another
+    dataset, and must not be ranked under this dataset's name.
+    """
+    scene = dataset.load(dataset_context(data_dir))
+    check_declared_shape(dataset, scene)
+    return scene
+
+
+def check_declared_shape(dataset: DatasetSpec, scene: Scene) -> None:
+    """Raise :class:`~bench_core.errors.DatasetError` when ``scene`` is not ``dataset.shape`` (if declared)."""
+    if dataset.shape is None:
+        return
+    got = tuple(int(v) for v in scene.shape)
+    expected = tuple(int(v) for v in dataset.shape)
+    if got != expected:
+        source = scene.metadata.get("source_dir") if isinstance(scene.metadata, Mapping) else None
+        where = f" from {source}" if source else ""
+        raise DatasetError(
+            f"dataset {dataset.name!r}: the scene loaded{where} is {got[0]} x {got[1]} pixels (rows x cols); "
+            f"expected {expected[0]} x {expected[1]}, the shape {dataset.name!r} declares. The files are "
+            f"another variant, a crop or another dataset; point --data-dir (or BENCH_DATA_DIR) at the "
+            f"{dataset.name} files, or register the data as a dataset of its own"
+        )
 
 
 def make_cell_split(
@@ -303,7 +344,8 @@ def score_validation(fitted: Fitted, cell: CellData) -> Scores:
             f"method {cell.spec.name!r}: no validation pixels to score; raise --val-fraction or use a "
             f"split with more training pixels"
         )
-    predicted = fitted.trainer.predict(cell.spec, fitted.model, cell.config, cell.inputs, data.val_index)
+    predicted = fitted.trainer.predict(cell.spec, fitted.model, cell.config, cell.inputs, data.val_index,
+                                       where="validation", num_classes=data.num_classes)
     return compute_scores(data.val_targets, predicted, data.num_classes)
 
 
@@ -347,7 +389,8 @@ def evaluate_test(fitted: Fitted, cell: CellData, split: Split) -> TestEvaluatio
         warm_up_inference(fitted.model, example_input(cell, trainer.device, fitted.model), trainer.device)
     test_index = split.open_test()
     with Stopwatch(trainer.device) as clock:
-        predicted = trainer.predict(cell.spec, fitted.model, cell.config, cell.inputs, test_index)
+        predicted = trainer.predict(cell.spec, fitted.model, cell.config, cell.inputs, test_index,
+                                    where="test prediction", num_classes=cell.scene.num_classes)
     truth = np.asarray(cell.scene.labels).reshape(-1)[test_index] - 1
     if predicted.shape != truth.shape:
         raise ModelOutputError(
@@ -493,7 +536,8 @@ def write_cell_artifacts(
             "fit": {"stop_reason": fit.stop_reason, "history": fit.history, "best_epoch": fit.best_epoch},
         },
     )
-    scene_map = fitted.trainer.predict_scene(cell.spec, fitted.model, cell.config, cell.inputs)
+    scene_map = fitted.trainer.predict_scene(cell.spec, fitted.model, cell.config, cell.inputs,
+                                             where="classification map prediction")
     artifacts.plot_classification_map(
         out / "classification_map.png",
         scene_map,
@@ -512,6 +556,8 @@ __all__ = [
     "TestEvaluation",
     "build_and_fit",
     "cell_metrics",
+    "check_declared_shape",
+    "dataset_context",
     "evaluate_test",
     "example_input",
     "fitted_tags",

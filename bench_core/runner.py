@@ -19,11 +19,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import bench_core
-from bench_core.errors import ConfigError, RegistryError
+from bench_core.errors import ConfigError, DatasetError, RegistryError
 from bench_core.pipeline import (
     RunLifecycle,
     build_and_fit,
     cell_metrics,
+    dataset_context,
     evaluate_test,
     fitted_tags,
     load_scene,
@@ -38,6 +39,7 @@ from bench_core.specs import DatasetSpec, MethodSpec, ResolvedConfig, SplitSpec
 
 if TYPE_CHECKING:
     from bench_core.scene import Scene
+    from bench_core.splits import Split
     from bench_core.tracking import Tracker
 
 log = logging.getLogger("bench.runner")
@@ -138,12 +140,14 @@ def expand_grid(host: PluginHost, request: GridRequest) -> list[Cell]:
     datasets = [host.datasets.get(d) for d in request.datasets]  # raises on unknown names
     splits = [SplitSpec.parse(s, request.val_fraction, request.val_carve) for s in request.splits]
     for split in splits:
-        host.splits.get(split.protocol)
+        protocol = host.splits.get(split.protocol)
+        if protocol.check_argument is not None:  # per-class:-3 stops here, before any cell runs
+            protocol.check_argument(split.argument)
     cells: list[Cell] = []
     for dspec in datasets:
         profile = request.profile or dspec.recommended_profile
         source = "cli" if request.profile else "dataset-recommended"
-        fingerprint = dataset_fingerprint(host, dspec)
+        fingerprint = dataset_fingerprint(host, dspec, request.data_dir)
         for split in splits:
             for seed in request.seeds:
                 for name in method_names:
@@ -188,15 +192,51 @@ def _select_failed_plugins(host: PluginHost, patterns: Sequence[str]) -> list[st
     return select(failed, patterns)
 
 
-def dataset_fingerprint(host: PluginHost, spec: DatasetSpec) -> str:
-    """Checksums of the source files (or the generator's plugin version) known before loading."""
+MISSING_DATA = "missing"
+"""Data fingerprint of a dataset whose files are not found: no FINISHED run has it, so its cells run (and fail)."""
+
+
+def dataset_fingerprint(host: PluginHost, spec: DatasetSpec, data_dir: Path | None = None) -> str:
+    """The data part of the cell key: what the cells of ``spec`` would be computed from, known before loading.
+
+    * A loader with ``fingerprint(context)`` (every :class:`~bench_core.data.RealDataset`):
+      the digest of the files it would load for ``data_dir`` (found as the loader finds them),
+      their sha256, layout, loader version and normalisation, not where they are. Other files,
+      an empty or a zero-byte copy give another key, so no stale result is reused; the same
+      files anywhere give the same key. Files not found give :data:`MISSING_DATA` and their
+      cells run and fail with the loader's message (never "already FINISHED").
+    * Generated data (no files): the generator plugin's distribution and version.
+    * Another loader with files: the spec's checksums, the normalisation and the data folder asked for.
+    """
+    loader_fingerprint = getattr(spec.load, "fingerprint", None)
+    if callable(loader_fingerprint):
+        try:
+            return str(loader_fingerprint(dataset_context(data_dir)).digest)
+        except (DatasetError, OSError) as exc:  # the load fails the same way, cell by cell
+            log.info("dataset %r: no data to fingerprint (%s)", spec.name, str(exc).splitlines()[0])
+            return MISSING_DATA
     plugin = host.plugins[host.datasets.plugin_of(spec.name)]
     parts = [f"{f.name}:{f.sha256}" for f in spec.files] or [f"{plugin.distribution}=={plugin.version}"]
     if spec.files:  # real data: the normalisation chosen by BENCH_NORMALISATION changes the inputs
         from bench_core.data.normalise import resolve_normalisation
 
         parts.append(f"normalisation={resolve_normalisation()}")
+        parts.append(f"data_dir={Path(data_dir).resolve() if data_dir is not None else ''}")
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def check_loaded_data(spec: DatasetSpec, cell: Cell, scene: Scene) -> None:
+    """Raise :class:`DatasetError` if the loaded scene was not built from the files the cell key names."""
+    fingerprint_of = getattr(spec.load, "fingerprint_of", None)
+    if not callable(fingerprint_of):
+        return
+    used = fingerprint_of(scene)
+    if used is not None and used.digest != cell.dataset_fingerprint:
+        raise DatasetError(
+            f"dataset {spec.name!r}: the scene was built from files (in {used.folder}) whose fingerprint "
+            f"{used.digest} is not the {cell.dataset_fingerprint!r} the cell key was made from: the files "
+            f"changed or appeared while the grid ran. Run the command again (the key is then taken anew)"
+        )
 
 
 # ----------------------------------------------------------------------------- progress
@@ -216,6 +256,10 @@ class Reporter:
 
     def epoch(self, cell: Cell, epoch: int, total: int, metrics: Mapping[str, float]) -> None:
         pass
+
+    def warn(self, cell: Cell, message: str) -> None:
+        """A problem of a running cell that does not stop it (also logged and tagged on the run)."""
+        self.echo(f"warning: {cell.display_id}: {message}")
 
     def cell_finished(self, index: int, total: int, cell: Cell, result: CellResult) -> None:
         oa = result.metrics.get("test_oa")
@@ -424,14 +468,18 @@ def _execute(
     assert cell.config is not None
     config = cell.config
     scene = _load_scene(host, cell.dataset, request, scenes)
+    check_loaded_data(host.datasets.get(cell.dataset), cell, scene)
     patch = spec.leakage_window(config.train)
     split = make_cell_split(scene, cell.split, host.splits.get(cell.split.protocol), cell.seed, patch)
+    _warn_classes_without_training(cell, scene, split, run, reporter)
     data = prepare(spec, config, scene, split.train, split.val, cell.train_seed)
     run.set_tags({"bench.val_carve": split.val_carve, "bench.leakage_window": str(split.patch_size)})
     env = environment(device)
     run.set_tags({f"bench.env.{k}": v for k, v in env.items()})
     # Checksums of the files the scene was built from (real datasets).
     run.set_tags({f"bench.data_sha256.{name}": sha for name, sha in scene.metadata.get("sha256", {}).items()})
+    if scene.metadata.get("source_dir"):
+        run.set_tags({"bench.data_source_dir": str(scene.metadata["source_dir"])[:4000]})
     run.log_params({"normalisation": scene.metadata.get("normalisation", "as provided by the dataset")})
     log.info(
         "split %s: %d train, %d val (%s carve), %d test pixels; leakage %.4f (test), %.4f (validation) "
@@ -463,6 +511,38 @@ def _execute(
         life.out, cell.display_id, data, split, fitted, test, {"cell_key": cell.key, "environment": env}
     )
     return metrics
+
+
+def classes_without_training(scene: Scene, split: Split) -> list[tuple[int, str, int]]:
+    """``(label, class name, test pixels)`` of each class with no training pixel (validation carved out)."""
+    import numpy as np
+
+    counts = split.class_counts(scene.labels, num_classes=scene.num_classes)
+    return [(int(k) + 1, scene.class_names[k], int(counts["test"][k])) for k in np.flatnonzero(counts["train"] == 0)]
+
+
+def _warn_classes_without_training(cell: Cell, scene: Scene, split: Split, run: Any, reporter: Reporter) -> None:
+    """Warn (log, reporter line) and tag the run when a class has no training pixel; the cell goes on."""
+    from bench_core.leaderboard import (
+        TAG_CLASSES_WITHOUT_TRAINING,
+        TAG_CLASSES_WITHOUT_TRAINING_NAMES,
+    )
+
+    missing = classes_without_training(scene, split)
+    if not missing:
+        return
+    listed = ", ".join(f"{label} ({name}, {n_test} test pixels)" for label, name, n_test in missing)
+    message = (
+        f"{len(missing)} class(es) without training pixels after the validation carve: {listed}; the model "
+        f"never trains on them, so their test pixels are scored as errors or chance hits. Use a split with "
+        f"training pixels for every class (e.g. per-class:N) or a lower --val-fraction"
+    )
+    log.warning("dataset %s, split %s, seed %d: %s", cell.dataset, cell.split.display, cell.seed, message)
+    reporter.warn(cell, message)
+    run.set_tags({
+        TAG_CLASSES_WITHOUT_TRAINING: ",".join(str(label) for label, _, _ in missing),
+        TAG_CLASSES_WITHOUT_TRAINING_NAMES: "; ".join(name for _, name, _ in missing)[:4000],
+    })
 
 
 def summary_rows(outcome: GridOutcome) -> list[dict[str, Any]]:

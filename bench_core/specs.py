@@ -82,12 +82,43 @@ class TrainConfig:
         positive_ints = ("epochs", "batch_size", "step_size", "val_every", "eval_batch_size")
         for name in positive_ints:
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"train.{name} = {value!r}: expected a positive integer")
+            if not _is_int(value) or value < 1:
+                raise ConfigError(
+                    f"train.{name} = {value!r}: expected a positive integer (e.g. --set train.{name}=10)"
+                )
         for name in ("steps_per_epoch", "patch_size", "early_stopping_patience"):
             value = getattr(self, name)
-            if value is not None and (not isinstance(value, int) or value < 1):
-                raise ConfigError(f"train.{name} = {value!r}: expected a positive integer or null")
+            if value is not None and (not _is_int(value) or value < 1):
+                raise ConfigError(
+                    f"train.{name} = {value!r}: expected a positive integer or null (e.g. --set train.{name}=10)"
+                )
+        numbers = {  # name: (lowest allowed, lowest excluded?, example)
+            "lr": (0.0, True, "0.001"), "weight_decay": (0.0, False, "0.0001"), "momentum": (0.0, False, "0.9"),
+            "gamma": (0.0, True, "0.1"), "power": (0.0, False, "0.9"),
+        }
+        for name, (low, open_low, example) in numbers.items():
+            value = getattr(self, name)
+            if not _is_number(value) or value < low or (open_low and value == low):
+                kind = "a positive number" if open_low else "a number >= 0"
+                raise ConfigError(f"train.{name} = {value!r}: expected {kind} (e.g. --set train.{name}={example})")
+        if self.grad_clip is not None and (not _is_number(self.grad_clip) or self.grad_clip <= 0):
+            raise ConfigError(
+                f"train.grad_clip = {self.grad_clip!r}: expected a positive number (the largest gradient norm) "
+                f"or null (e.g. --set train.grad_clip=1.0)"
+            )
+        for name in ("restore_best", "no_decay_1d"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(
+                    f"train.{name} = {getattr(self, name)!r}: expected true or false (e.g. --set train.{name}=true)"
+                )
+        milestones = self.milestones
+        if isinstance(milestones, (str, bytes)) or not isinstance(milestones, (list, tuple)) or not all(
+            _is_int(m) and m >= 1 for m in milestones
+        ):
+            raise ConfigError(
+                f"train.milestones = {milestones!r}: expected a list of positive epoch numbers, e.g. "
+                f"--set train.milestones=[100,150] (one epoch: --set train.milestones=[5])"
+            )
         crops = self.crops_per_epoch
         if crops is not None and crop_grid_stride(crops) is None and (
             not isinstance(crops, int) or isinstance(crops, bool) or crops < 1
@@ -97,17 +128,16 @@ class TrainConfig:
                 f"per epoch) or 'grid:K' with K a positive integer (every stride-K crop holding a "
                 f"training pixel), e.g. 'grid:8'"
             )
-        if not isinstance(self.no_decay_1d, bool):
-            raise ConfigError(f"train.no_decay_1d = {self.no_decay_1d!r}: expected true or false")
-        if not (self.lr > 0):
-            raise ConfigError(f"train.lr = {self.lr!r}: expected a positive learning rate")
         choices = {
             "optimizer": ("adam", "adamw", "sgd"),
             "scheduler": ("none", "step", "multistep", "exponential", "cosine", "poly"),
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ConfigError(f"train.{name} = {getattr(self, name)!r}: expected one of {allowed}")
+                raise ConfigError(
+                    f"train.{name} = {getattr(self, name)!r}: expected one of {allowed} "
+                    f"(e.g. --set train.{name}={allowed[1]})"
+                )
         object.__setattr__(self, "milestones", tuple(int(m) for m in self.milestones))
 
     @classmethod
@@ -122,6 +152,18 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    """A finite int or float (not a bool, not a string such as ``"abc"`` from ``--set``)."""
+    import math
+    import numbers
+
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def crop_grid_stride(value: object) -> int | None:
@@ -213,6 +255,11 @@ class MethodSpec:
         stages: optional :class:`Stage` hooks run before the main training.
         deterministic: whether two runs under one seed on the CPU give identical results.
         paper, url, licence, description: provenance shown in listings and runs.
+        validate_model: ``validate_model(model_config)`` raises
+            :class:`~bench_core.errors.ConfigError` for unknown keys or invalid values of the
+            resolved ``model`` section, without building anything; the harness calls it when
+            it expands a grid, so a typo in ``--set model.KEY=...`` stops ``bench run`` (exit 2)
+            before any cell runs. ``None``: keys are only checked by ``build``, in the cell.
 
     The module's ``forward(inputs)`` takes ``{name: tensor}`` (names as in
     ``modalities``) and returns logits, or a mapping with ``"logits"`` plus auxiliaries.
@@ -233,6 +280,7 @@ class MethodSpec:
     url: str = ""
     licence: str = ""
     description: str = ""
+    validate_model: Callable[[Mapping[str, Any]], object] | None = None
 
     def __post_init__(self) -> None:
         check_name("method", self.name)
@@ -282,6 +330,8 @@ class MethodSpec:
         resolved = TrainConfig.from_mapping(train)
         # The patch/crop size is resolved here, once; every later step reads train.patch_size.
         resolved = replace(resolved, patch_size=self.effective_patch_size(resolved))
+        if self.validate_model is not None:
+            self.validate_model(model)  # unknown keys and bad values, before any cell runs
         return ResolvedConfig(profile=profile, train=resolved, model=model)
 
     def leakage_window(self, train: TrainConfig) -> int:
@@ -406,6 +456,10 @@ class SplitProtocol:
     validation: str = "random"
     """How ``--val-carve auto`` carves validation for this protocol: ``"random"`` pixels or
     ``"spatial"`` blocks with a guard band (:func:`bench_core.splits.carve_validation_spatial`)."""
+    check_argument: Callable[[str | None], object] | None = None
+    """``check_argument(argument)`` raises :class:`~bench_core.errors.SplitError` for an argument
+    ``make`` would refuse (e.g. ``per-class:-3``); the harness calls it when it expands a grid, so
+    ``bench run`` stops (exit 2) before any cell runs. ``None``: only ``make`` checks it."""
 
     def __post_init__(self) -> None:
         check_name("split", self.name)

@@ -24,7 +24,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench_core.errors import ConfigError, MissingModalityError, NonFiniteLossError
+from bench_core.errors import (
+    ConfigError,
+    MissingModalityError,
+    NonFiniteLossError,
+    NonFiniteOutputError,
+)
 from bench_core.metrics import compute_scores
 from bench_core.sampling import (
     CropSampler,
@@ -348,7 +353,8 @@ class Trainer:
         result = FitResult(epochs_run=0, steps=0, stop_reason="estimator_fit", time_train_s=train_clock.elapsed)
         if data.val_index.size:
             with Stopwatch(self.device) as val_clock:
-                predicted = self.predict(spec, model, config, inputs, data.val_index)
+                predicted = self.predict(spec, model, config, inputs, data.val_index, where="validation",
+                                         num_classes=data.num_classes)
             result.time_val_s = val_clock.elapsed
             result.best_val_oa = result.final_val_oa = _accuracy(predicted, data)
         return result
@@ -370,7 +376,7 @@ class Trainer:
 
         def loss_of(output: Any, y: torch.Tensor) -> torch.Tensor:
             logits = _logits(output, spec.name)
-            _check_logits(logits, y, spec)
+            _check_logits(logits, y, spec, data.num_classes)
             if custom_loss:
                 return model.loss(output, y)  # type: ignore[operator]
             return F.cross_entropy(logits, y, ignore_index=IGNORE_INDEX)
@@ -379,13 +385,15 @@ class Trainer:
             sampler = PatchSampler(inputs, size, device=self.device)
             batches = self._patch_batches(sampler, data, train)
 
-            def validate() -> torch.Tensor:
-                return self._patch_logits(spec, model, config, sampler, data.val_index)
+            def validate(epoch: int) -> torch.Tensor:
+                return self._patch_logits(spec, model, config, sampler, data.val_index,
+                                          where=f"validation epoch {epoch}")
         else:
             batches = self._crop_batches(inputs, data, size, train)
 
-            def validate() -> torch.Tensor:
-                return self._dense_logits_at(spec, model, config, inputs, data.val_index)
+            def validate(epoch: int) -> torch.Tensor:
+                return self._dense_logits_at(spec, model, config, inputs, data.val_index,
+                                             where=f"validation epoch {epoch}")
 
         result = FitResult(epochs_run=0, steps=0, stop_reason="completed")
         result.optimizer_params = describe_optimizer(model, train)
@@ -431,7 +439,7 @@ class Trainer:
             # The last epoch is always validated so that final_val_oa describes the returned model.
             if has_val and (epoch % train.val_every == 0 or last):
                 val_clock.start()
-                val_oa, val_loss = _validation_scores(validate(), data)
+                val_oa, val_loss = _validation_scores(validate(epoch), data)
                 val_clock.stop()
                 metrics["val_oa"], metrics["val_loss"] = val_oa, val_loss
                 result.final_val_oa = val_oa
@@ -546,6 +554,9 @@ class Trainer:
         config: ResolvedConfig,
         inputs: Mapping[str, np.ndarray],
         index: np.ndarray,
+        *,
+        where: str = "prediction",
+        num_classes: int | None = None,
     ) -> np.ndarray:
         """0-based predictions (N,) int64 for the flat pixel ``index``, in its order.
 
@@ -553,28 +564,37 @@ class Trainer:
         ``eval_batch_size`` patches; dense methods predict the whole scene with
         :func:`~bench_core.sampling.sliding_window_logits` (``batch_size`` windows at a time)
         and pick the indexed pixels; pixel methods call ``model.predict``.
+
+        Non-finite logits raise :class:`~bench_core.errors.NonFiniteOutputError` naming
+        ``where`` (e.g. ``"test prediction"``) instead of being scored as class 0; a pixel
+        estimator's labels must be finite integers, in ``0..num_classes - 1`` when given.
         """
         inputs = self._check_inputs(spec, inputs, model)
         first = next(iter(inputs.values()))
         flat = as_index(index, int(first.shape[1]) * int(first.shape[2])).numpy()
         if spec.input_kind == "pixel":
-            return np.asarray(model.predict(_pixel_features(inputs, flat))).astype(np.int64).reshape(-1)
+            labels = np.asarray(model.predict(_pixel_features(inputs, flat))).reshape(-1)
+            return _checked_labels(labels, spec.name, where, num_classes)
         if spec.input_kind == "dense":
-            return self.predict_scene(spec, model, config, inputs).reshape(-1)[flat]
+            return self.predict_scene(spec, model, config, inputs, where=where).reshape(-1)[flat]
         sampler = PatchSampler(inputs, spec.effective_patch_size(config.train), device=self.device)
-        return self._predict_patches(spec, model, config, sampler, flat)
+        return self._predict_patches(spec, model, config, sampler, flat, where)
 
     def _predict_patches(
-        self, spec: MethodSpec, model: nn.Module, config: ResolvedConfig, sampler: PatchSampler, flat: np.ndarray
+        self, spec: MethodSpec, model: nn.Module, config: ResolvedConfig, sampler: PatchSampler, flat: np.ndarray,
+        where: str = "prediction",
     ) -> np.ndarray:
         if flat.size == 0:
             return np.zeros(0, dtype=np.int64)
-        return self._patch_logits(spec, model, config, sampler, flat).argmax(dim=1).numpy().astype(np.int64)
+        logits = self._patch_logits(spec, model, config, sampler, flat, where=where)
+        return logits.argmax(dim=1).numpy().astype(np.int64)
 
     def _patch_logits(
-        self, spec: MethodSpec, model: nn.Module, config: ResolvedConfig, sampler: PatchSampler, flat: np.ndarray
+        self, spec: MethodSpec, model: nn.Module, config: ResolvedConfig, sampler: PatchSampler, flat: np.ndarray,
+        where: str = "prediction",
     ) -> torch.Tensor:
-        """(N, K) float32 CPU logits of the patches centred on ``flat``, in eval mode."""
+        """(N, K) float32 CPU logits of the patches centred on ``flat``, in eval mode; finite or
+        :class:`~bench_core.errors.NonFiniteOutputError` naming ``where``."""
         chunks = []
         with _evaluating(model), torch.inference_mode():
             for start in range(0, flat.size, config.train.eval_batch_size):
@@ -586,11 +606,13 @@ class Trainer:
                         f"{chosen.size} patches; expected ({chosen.size}, num_classes)"
                     )
                 chunks.append(logits.float().cpu())
-        return torch.cat(chunks) if chunks else torch.zeros(0, 0)
+        out = torch.cat(chunks) if chunks else torch.zeros(0, 0)
+        _check_finite(out, spec.name, where, pixel_dim=1)
+        return out
 
     def predict_dense_at(
         self, spec: MethodSpec, model: nn.Module, config: ResolvedConfig, inputs: Mapping[str, np.ndarray],
-        flat: np.ndarray,
+        flat: np.ndarray, *, where: str = "prediction",
     ) -> np.ndarray:
         """Dense predictions at ``flat`` from only the sliding windows that cover those pixels.
 
@@ -598,13 +620,15 @@ class Trainer:
         validation uses it so that an epoch's check costs the windows around the validation
         pixels, not the scene.
         """
-        return self._dense_logits_at(spec, model, config, inputs, flat).argmax(dim=1).numpy().astype(np.int64)
+        logits = self._dense_logits_at(spec, model, config, inputs, flat, where=where)
+        return logits.argmax(dim=1).numpy().astype(np.int64)
 
     def _dense_logits_at(
         self, spec: MethodSpec, model: nn.Module, config: ResolvedConfig, inputs: Mapping[str, np.ndarray],
-        flat: np.ndarray,
+        flat: np.ndarray, where: str = "prediction",
     ) -> torch.Tensor:
-        """(N, K) float32 CPU logits at ``flat`` from the sliding windows that cover those pixels."""
+        """(N, K) float32 CPU logits at ``flat`` from the sliding windows that cover those pixels;
+        finite or :class:`~bench_core.errors.NonFiniteOutputError` naming ``where``."""
         inputs = self._check_inputs(spec, inputs, model)
         with _evaluating(model):
             logits, _ = sliding_window_logits_at(
@@ -616,17 +640,24 @@ class Trainer:
                 batch_size=config.train.batch_size,
                 device=self.device,
             )
-        return logits.cpu()
+        logits = logits.cpu()
+        _check_finite(logits, spec.name, where, pixel_dim=1)
+        return logits
 
     def predict_scene(
-        self, spec: MethodSpec, model: Any, config: ResolvedConfig, inputs: Mapping[str, np.ndarray]
+        self, spec: MethodSpec, model: Any, config: ResolvedConfig, inputs: Mapping[str, np.ndarray],
+        *, where: str = "scene prediction",
     ) -> np.ndarray:
-        """0-based predictions (H, W) int64 for every pixel (the classification map)."""
+        """0-based predictions (H, W) int64 for every pixel (the classification map).
+
+        Non-finite logits raise :class:`~bench_core.errors.NonFiniteOutputError` naming ``where``.
+        """
         inputs = self._check_inputs(spec, inputs, model)
         first = next(iter(inputs.values()))
         height, width = int(first.shape[1]), int(first.shape[2])
         if spec.input_kind != "dense":
-            return self.predict(spec, model, config, inputs, np.arange(height * width)).reshape(height, width)
+            every = np.arange(height * width)
+            return self.predict(spec, model, config, inputs, every, where=where).reshape(height, width)
         size = spec.effective_patch_size(config.train)
         with _evaluating(model):
             logits, _ = sliding_window_logits(
@@ -637,6 +668,7 @@ class Trainer:
                 batch_size=config.train.batch_size,  # what fits while training fits here
                 device=self.device,
             )
+        _check_finite(logits, spec.name, where, pixel_dim=0)
         return logits.argmax(dim=0).cpu().numpy().astype(np.int64)
 
 
@@ -670,6 +702,54 @@ def _model_epoch_metrics(model: nn.Module, method: str) -> dict[str, float]:
             f"names are not {sorted(reserved)}"
         )
     return {k: float(v) for k, v in values.items()}
+
+
+def _check_finite(logits: torch.Tensor, method: str, where: str, pixel_dim: int) -> None:
+    """Raise :class:`NonFiniteOutputError` if ``logits`` hold NaN or inf (``pixel_dim``: the class axis)."""
+    bad = ~torch.isfinite(logits)
+    if not bool(bad.any()):
+        return
+    values = int(bad.sum())
+    pixels = int(bad.any(dim=pixel_dim).sum())
+    total = int(logits.numel() // max(int(logits.shape[pixel_dim]), 1))
+    raise NonFiniteOutputError(
+        f"method {method!r}: {values} non-finite logit value(s) (NaN or inf) at {where}, in {pixels} of "
+        f"{total} pixel(s); they would be scored as class 0, so the cell stops. The model diverged or its "
+        f"forward pass overflows (e.g. log/sqrt of a non-positive value, a division by zero, exp of a large "
+        f"value): lower train.lr, set train.grad_clip, or guard the forward pass (clamp, add an epsilon)"
+    )
+
+
+def _checked_labels(labels: np.ndarray, method: str, where: str, num_classes: int | None) -> np.ndarray:
+    """A pixel estimator's predicted labels as int64, after checking they are classes."""
+    if labels.dtype.kind == "f":
+        bad = ~np.isfinite(labels)
+        if bad.any():
+            raise NonFiniteOutputError(
+                f"method {method!r}: predict() returned {int(bad.sum())} non-finite label(s) (NaN or inf) of "
+                f"{labels.size} at {where}; expected 0-based class labels. Fix the estimator (its inputs or "
+                f"its fit) so that predict() returns classes"
+            )
+        if not np.array_equal(labels, np.round(labels)):
+            wrong = labels[labels != np.round(labels)]
+            raise ModelOutputError(
+                f"method {method!r}: predict() returned {wrong.size} non-integer label(s) (e.g. {wrong[0].item()!r}) at "
+                f"{where}; expected 0-based class labels (return classes, not probabilities)"
+            )
+    elif labels.dtype.kind not in "iub":
+        raise ModelOutputError(
+            f"method {method!r}: predict() returned labels of dtype {labels.dtype} at {where}; expected "
+            f"0-based integer class labels"
+        )
+    out = labels.astype(np.int64)
+    if num_classes is not None and out.size and (out.min() < 0 or out.max() >= num_classes):
+        outside = int(((out < 0) | (out >= num_classes)).sum())
+        raise ModelOutputError(
+            f"method {method!r}: predict() returned {outside} label(s) outside 0..{num_classes - 1} at {where} "
+            f"(range {int(out.min())}..{int(out.max())}); expected 0-based class labels (label - 1), as the "
+            f"targets it was fitted on"
+        )
+    return out
 
 
 def _validation_scores(logits: torch.Tensor, data: TrainData) -> tuple[float, float]:
@@ -709,18 +789,25 @@ def _pixel_features(inputs: Mapping[str, np.ndarray], index: np.ndarray) -> np.n
     return np.ascontiguousarray(np.concatenate(columns, axis=1), dtype=np.float32)
 
 
-def _check_logits(logits: torch.Tensor, targets: torch.Tensor, spec: MethodSpec) -> None:
+def _check_logits(
+    logits: torch.Tensor, targets: torch.Tensor, spec: MethodSpec, num_classes: int | None = None
+) -> None:
+    """ModelOutputError naming the method, the shape got and the one expected (K = ``num_classes``)."""
     n = targets.shape[0]
+    k = "num_classes" if num_classes is None else str(num_classes)
     if spec.input_kind == "patch":
         ok = logits.ndim == 2 and logits.shape[0] == n
-        expected = f"({n}, num_classes)"
+        expected = f"({n}, {k})"
     else:
         ok = logits.ndim == 4 and logits.shape[0] == n and logits.shape[2:] == targets.shape[1:]
-        expected = f"({n}, num_classes, {targets.shape[1]}, {targets.shape[2]})"
-    if not ok:
+        expected = f"({n}, {k}, {targets.shape[1]}, {targets.shape[2]})"
+    wide = num_classes is None or (logits.ndim >= 2 and logits.shape[1] == num_classes)
+    if not (ok and wide):
+        # Right layout but another width: say so, K is the usual mistake (a hard-coded class count).
+        what = f" ({logits.shape[1]} class scores, the dataset has K = {num_classes} classes)" if ok else ""
         raise ModelOutputError(
             f"method {spec.name!r} (input_kind {spec.input_kind!r}): forward returned logits "
-            f"{tuple(logits.shape)}; expected {expected}"
+            f"{tuple(logits.shape)}{what}; expected {expected}: the output layer needs info.num_classes channels"
         )
 
 

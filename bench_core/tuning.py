@@ -555,7 +555,9 @@ def resolve_recipe(host: PluginHost, request: TuneRequest) -> StudyRecipe:
     overrides = _jsonable(request.overrides)
     spec.resolve(profile, overrides)  # validates profile and --set values now
     split = SplitSpec.parse(request.split, request.val_fraction, request.val_carve)
-    host.splits.get(split.protocol)
+    protocol = host.splits.get(split.protocol)
+    if protocol.check_argument is not None:
+        protocol.check_argument(split.argument)
     return StudyRecipe(
         method=spec.name, dataset=dataset.name, split=split.display, profile=profile, metric=request.metric,
         seed=int(request.seed), val_fraction=float(request.val_fraction), overrides=overrides,
@@ -1043,14 +1045,50 @@ def export_best(study: optuna.Study, path: Path) -> dict[str, Any]:
 
 def config_from_study(name: str, storage_url: str | None = None) -> dict[str, Any]:
     """The best config of study ``name``, or of an exported ``best.json`` when ``name`` is such a file."""
-    path = Path(name)
-    if name.endswith(".json") and path.is_file():
-        config = json.loads(path.read_text())
-        missing = [k for k in ("method", "profile", "overrides") if k not in config]
-        if missing:
-            raise ConfigError(f"{path}: keys {missing} missing; expected a file written by `bench tune --export`")
-        return config
+    if name.endswith(".json"):  # a file: never looked up as a study name
+        return _read_best_json(Path(name))
     return best_config(load_study(name, storage_url))
+
+
+def _read_best_json(path: Path) -> dict[str, Any]:
+    """An exported ``best.json``, checked: ConfigError naming the file and what is wrong."""
+    fix = "expected a file written by `bench tune --export` or `bench tune export --output`"
+    if not path.is_file():
+        what = "is a folder" if path.is_dir() else "does not exist"
+        raise ConfigError(f"--config-from-study {str(path)!r}: the file {what}; {fix} (or pass a study name)")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--config-from-study {str(path)!r}: cannot read it ({exc}); {fix}") from None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(
+            f"--config-from-study {str(path)!r}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}); "
+            f"{fix}"
+        ) from None
+    if not isinstance(config, dict):
+        raise ConfigError(
+            f"--config-from-study {str(path)!r}: holds a JSON {type(config).__name__}; expected an object with "
+            f"keys method, profile, overrides ({fix})"
+        )
+    missing = [k for k in ("method", "profile", "overrides") if k not in config]
+    if missing:
+        raise ConfigError(f"--config-from-study {str(path)!r}: keys {missing} missing; {fix}")
+    for key in ("method", "profile"):
+        if not isinstance(config[key], str) or not config[key]:
+            raise ConfigError(
+                f"--config-from-study {str(path)!r}: {key} = {config[key]!r}; expected a {key} name (a string), {fix}"
+            )
+    overrides = config["overrides"]
+    if not isinstance(overrides, dict) or any(
+        k not in ("train", "model") or not isinstance(v, dict) for k, v in overrides.items()
+    ):
+        raise ConfigError(
+            f"--config-from-study {str(path)!r}: overrides = {overrides!r}; expected an object "
+            f'{{"train": {{...}}, "model": {{...}}}}, {fix}'
+        )
+    config.setdefault("study", str(path))
+    config.setdefault("trial", "?")
+    return config
 
 
 def apply_study_config(

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import inspect
 import re
+import subprocess
+import sys
 
 from click.testing import CliRunner
 
@@ -55,3 +57,56 @@ def test_readme_plugin_example_matches_the_fixture_package() -> None:
     for line in ('name="spectral-mlp"', 'input_kind="patch"', "def bench_register_methods(register):"):
         assert line in fixture and line.replace("\n", "") in README.replace("\n", "")
     assert 'mymethod = "bench_mymethod"' in README
+
+
+_TEST_REF = re.compile(r"(tests/[\w/]+\.py)::(\w+)(\[[^\]]*\])?")
+# Every case of issue 14 (Reliability, round 2) has a row: these words are in the case column.
+_RELIABILITY_CASES = (
+    "--data-dir", "shape", "artifacts", "NaN", "no training pixel", "SIGTERM", "SIGKILL", "bench ui",
+    "new store", "tracking server", "train.lr=abc", "train.milestones=5", "model.", "per-class:-3",
+    "fraction:1.5", "spatial-blocks:0", "--seeds -1", "--seeds 0,1.5", "--device cuda", "--config-from-study",
+    "foo://bar", "--experiment ''", "BENCH_HOME", "read-only", "corrupt", "--output", "--port",
+    "datasets info", "wrong-width",
+)
+
+
+def _reliability_rows() -> list[list[str]]:
+    """Rows of the ``| case | behaviour | test |`` tables of docs/reliability.md."""
+    rows: list[list[str]] = []
+    in_table = False
+    for line in (REPO / "docs" / "reliability.md").read_text().splitlines():
+        if not line.startswith("|"):
+            in_table = False
+            continue
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells == ["case", "behaviour", "test"]:
+            in_table = True
+        elif in_table and not set("".join(cells)) <= set("-: "):
+            rows.append(cells)
+    return rows
+
+
+def test_reliability_catalogue_names_existing_tests() -> None:
+    """docs/reliability.md names only tests pytest collects, and every fault test is in it."""
+    rows = _reliability_rows()
+    assert rows, "docs/reliability.md has no | case | behaviour | test | table"
+    assert all(len(r) == 3 for r in rows), [r for r in rows if len(r) != 3]
+    cases = " ".join(r[0] for r in rows)
+    assert not [c for c in _RELIABILITY_CASES if c not in cases], "cases of issue 14 without a row"
+    refs = [m.groups() for r in rows for m in _TEST_REF.finditer(r[2])]
+    fault_files = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests" / "e2e").glob("test_faults_*.py"))
+    files = sorted({f for f, _, _ in refs} | set(fault_files))
+    assert not [f for f in files if not (REPO / f).is_file()], "docs/reliability.md names missing test files"
+    collected = subprocess.run(
+        [sys.executable, "-m", "pytest", "--collect-only", "-q", *files],
+        cwd=REPO, capture_output=True, text=True, timeout=600, check=False,
+    )
+    assert collected.returncode == 0, collected.stdout[-3000:] + collected.stderr[-3000:]
+    node_ids = {line.strip() for line in collected.stdout.splitlines() if "::" in line}
+    functions = {n.split("[", 1)[0] for n in node_ids}
+    unknown = [f"{f}::{name}{param or ''}" for f, name, param in refs
+               if f"{f}::{name}{param or ''}" not in (node_ids if param else functions)]
+    assert not unknown, f"docs/reliability.md names tests pytest does not collect: {unknown}"
+    named = {f"{f}::{name}" for f, name, _ in refs}
+    missing = sorted(fn for fn in functions if fn.split("::")[0] in fault_files and fn not in named)
+    assert not missing, f"fault tests missing from docs/reliability.md: {missing}"

@@ -16,6 +16,7 @@ ENV_HELP = """\b
 Environment variables:
   BENCH_HOME             folder of the embedded store (default ./bench-results)
   MLFLOW_TRACKING_URI    any MLflow tracking store or server (overrides BENCH_HOME)
+  BENCH_TRACKING_TIMEOUT seconds to wait for a tracking server to answer (default 10)
   BENCH_PLUGINS          comma-separated entry-point names: load only these plugins
   BENCH_DISABLE_PLUGINS  comma-separated entry-point names never to load
   BENCH_TRACE_PLUGINS    set to 1 to trace every hook call
@@ -56,16 +57,29 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``bench`` console script; returns the exit code.
 
     0: everything asked for finished; 1: some cells failed; 2: usage error
-    (bad option, unknown name, invalid value); 130: interrupted.
+    (bad option, unknown name, invalid value); 130: interrupted (Ctrl-C); 143: terminated
+    (SIGTERM, handled like Ctrl-C: the running cell is recorded as KILLED).
     """
+    from bench_core.process import EXIT_TERMINATED, sigterm_as_interrupt
+
+    with sigterm_as_interrupt() as term:
+        try:
+            code = _main(argv)
+        except KeyboardInterrupt:  # a signal that arrived outside click's own handling
+            code = 130
+    return EXIT_TERMINATED if term.terminated else code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     from bench_core.errors import BenchError
+    from bench_core.process import Terminated
 
     try:
         code = cli.main(
             args=list(argv) if argv is not None else None, prog_name="bench", standalone_mode=False
         )
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
+    except click.exceptions.Abort as exc:
+        click.echo("Terminated." if isinstance(exc.__cause__, Terminated) else "Aborted.", err=True)
         return 130
     except click.ClickException as exc:
         exc.show()

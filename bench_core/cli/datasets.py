@@ -62,14 +62,25 @@ def info(name: str, as_json: bool, data_dir: str | None) -> int:
 
     import numpy as np
 
+    from bench_core.errors import BenchError, DatasetError
     from bench_core.plugins import load_plugins
     from bench_core.specs import DatasetContext
     from bench_core.tracking import bench_home
 
     host = load_plugins()
     spec = host.datasets.get(name)
-    scene = spec.load(DatasetContext(data_dir=Path(data_dir) if data_dir else None,
-                                     cache_dir=bench_home() / "cache"))
+    try:
+        scene = spec.load(DatasetContext(data_dir=Path(data_dir) if data_dir else None,
+                                         cache_dir=bench_home() / "cache"))
+    except BenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a plugin's bug: one line naming it, not a traceback
+        plugin = host.datasets.plugin_of(name)
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        raise DatasetError(
+            f"dataset {name!r}: the loader of plugin {plugin!r} raised {type(exc).__name__}: {first}; expected a "
+            f"Scene or a DatasetError naming what is missing: report it to the plugin's authors (or reinstall it)"
+        ) from None
     labels = np.asarray(scene.labels)
     k = scene.num_classes
     counts = {"labelled": np.bincount(labels.ravel(), minlength=k + 1)[1:]}

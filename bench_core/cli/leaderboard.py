@@ -60,6 +60,7 @@ def leaderboard(
     accuracy, and the numbers papers report in a separate, unranked column group.
     A board never ranks two splits or profiles together.
     """
+    from bench_core.errors import ConfigError
     from bench_core.leaderboard import (
         MLflowArtifacts,
         Selection,
@@ -74,6 +75,8 @@ def leaderboard(
     )
     from bench_core.tracking import MLflowTracker
 
+    if output is not None:
+        _check_output(output)  # before any work, and no folder is ever created
     spec = load_board_spec(find_board_spec(board)) if board else None
     selection = Selection(
         parse_patterns(datasets), parse_patterns(splits), parse_patterns(profiles), parse_patterns(methods)
@@ -83,7 +86,9 @@ def leaderboard(
         path = paper_numbers or default_paper_numbers()
         if path is not None:
             reported = load_paper_numbers(path)
-    tracker = MLflowTracker(tracking_uri, experiment)
+    tracker = MLflowTracker(tracking_uri, experiment, create=False)  # reads; creates no store or folder
+    for name, reason in tracker.close_lost_runs():
+        click.echo(f"run {name!r} was RUNNING, now FAILED: {reason}", err=True)
     artifacts = MLflowArtifacts(tracker)
     fmt = "json" if as_json else fmt
     try:
@@ -98,9 +103,36 @@ def leaderboard(
     finally:
         artifacts.close()
     if output is not None:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        output.write_text(text, encoding="utf-8")
+        try:
+            output.write_text(text, encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(
+                f"--output {str(output)!r}: cannot write it ({exc.strerror or exc}); expected a writable file "
+                f"path: choose another --output or fix the folder's permissions"
+            ) from None
         click.echo(f"wrote {output}")
     else:
         click.echo(text, nl=False)
     return 0
+
+
+def _check_output(output: Path) -> None:
+    """ConfigError (exit 2) for an --output the board could not be written to; creates nothing."""
+    import os
+
+    from bench_core.errors import ConfigError
+
+    folder = output.parent if str(output.parent) else Path(".")
+    fix = "create the folder first or choose another --output"
+    if output.is_dir():
+        raise ConfigError(f"--output {str(output)!r} is a folder; expected a file path, e.g. {output / 'board.html'}")
+    if not folder.exists():
+        raise ConfigError(f"--output {str(output)!r}: folder {str(folder)!r} does not exist; {fix}")
+    if not folder.is_dir():
+        raise ConfigError(f"--output {str(output)!r}: {str(folder)!r} is a file, not a folder; {fix}")
+    target = output if output.exists() else folder
+    if not os.access(target, os.W_OK):
+        raise ConfigError(
+            f"--output {str(output)!r}: {str(target)!r} is not writable; expected a writable file path: choose "
+            f"another --output or fix the permissions"
+        )

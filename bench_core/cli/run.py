@@ -13,9 +13,15 @@ from bench_core.cli.options import csv_list, experiment, tracking_uri
 
 def _seeds(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
     try:
-        return [int(s) for s in csv_list(ctx, param, value)]
+        seeds = [int(s) for s in csv_list(ctx, param, value)]
     except ValueError:
-        raise click.BadParameter(f"{value!r}: expected comma-separated integers, e.g. 0,1,2") from None
+        raise click.BadParameter(f"{value!r}: expected comma-separated integers >= 0, e.g. 0,1,2") from None
+    negative = [s for s in seeds if s < 0]
+    if negative:
+        raise click.BadParameter(
+            f"{value!r}: seed {negative[0]} is negative; expected comma-separated integers >= 0, e.g. 0,1,2"
+        )
+    return seeds
 
 
 @click.command()
@@ -58,8 +64,10 @@ def run(plugins: list[str], datasets: list[str], splits: list[str], seeds: list[
         config_from_study: str | None) -> int:
     """Train and evaluate methods x datasets x splits x seeds; record every cell in MLflow.
 
-    Cells already FINISHED in the store are skipped (--rerun forces them). Exit code 0 if
-    every cell finished, 1 if some failed, 2 for usage errors, 130 if interrupted.
+    Cells already FINISHED in the store are skipped (--rerun forces them); runs left RUNNING by a
+    killed process of this host are closed as FAILED first, and their cells run again. Exit code 0
+    if every cell finished, 1 if some failed, 2 for usage errors, 130 if interrupted (Ctrl-C),
+    143 if terminated (SIGTERM: the running cell is recorded as KILLED, like Ctrl-C).
     """
     from rich.console import Console
 
@@ -81,6 +89,10 @@ def run(plugins: list[str], datasets: list[str], splits: list[str], seeds: list[
         click.echo(f"config from study {tuned['study']!r} trial {tuned['trial']}: {tuned['overrides']}")
     if jobs is None and storage is not None and not config_from_study:
         jobs = 1
+    if jobs != 0:  # --jobs 0 only queues cells, for workers that may run on other machines
+        from bench_core.timing import resolve_device
+
+        resolve_device(device)  # --device cuda without CUDA: exit 2 now, even if every cell is FINISHED
     request = GridRequest(
         plugins=plugins, datasets=datasets, splits=splits, seeds=seeds, profile=profile,
         val_fraction=val_fraction, val_carve=val_carve, overrides=override_map, rerun=rerun, device=device,
@@ -90,6 +102,8 @@ def run(plugins: list[str], datasets: list[str], splits: list[str], seeds: list[
     for name, error in host.errors.items():
         click.echo(f"warning: plugin {name!r} failed to load: {error.splitlines()[0]}", err=True)
     tracker = MLflowTracker(tracking_uri, experiment)
+    for name, reason in tracker.close_lost_runs():  # their cells run again below
+        click.echo(f"run {name!r} was RUNNING, now FAILED: {reason}", err=True)
     console = Console()
     if not console.is_terminal:
         console = Console(width=200)  # whole cell ids in logs and CI

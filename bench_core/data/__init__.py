@@ -18,6 +18,7 @@ from bench_core.data.cache import CACHE_FORMAT, CachedScene, SceneCache, sha256_
 from bench_core.data.cards import card_for, card_toml, export_cards
 from bench_core.data.loader import (
     VERIFY_ENV,
+    DataFingerprint,
     OfficialCounts,
     Raster,
     RawScene,
@@ -46,6 +47,7 @@ __all__ = [
     "NORMALISATION_ENV",
     "VERIFY_ENV",
     "CachedScene",
+    "DataFingerprint",
     "Layout",
     "Located",
     "OfficialCounts",

@@ -10,8 +10,8 @@ The first load of a dataset converts its source files into one folder::
         official_train.npy, official_test.npy   when the dataset has them
 
 Later loads stat the source files and ``np.load(..., mmap_mode="r")`` the arrays, so an
-Augsburg-sized scene opens in milliseconds. A source file whose size or mtime changed
-is hashed again; a different sha256 (or loader version) makes the cache stale and the
+Augsburg-sized scene opens in milliseconds. A source file whose path, size or mtime
+changed is hashed again; a different sha256 (or loader version) makes the cache stale and the
 scene is rebuilt.
 
 Writes are atomic: everything goes into a temporary sibling folder, each file is
@@ -39,7 +39,7 @@ import numpy as np
 from bench_core.errors import DatasetError
 from bench_core.scene import Scene
 
-__all__ = ["CACHE_FORMAT", "CachedScene", "SceneCache", "SourceStat", "sha256_file"]
+__all__ = ["CACHE_FORMAT", "CachedScene", "SceneCache", "SourceStat", "sha256_file", "sha256_file_once"]
 
 CACHE_FORMAT = 1
 """Bumped whenever the folder layout or manifest changes; older caches are rebuilt."""
@@ -55,6 +55,24 @@ def sha256_file(path: Path) -> str:
         for chunk in iter(lambda: fh.read(_CHUNK), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+_HASHED: dict[tuple[object, ...], str] = {}
+
+
+def sha256_file_once(path: Path) -> str:
+    """:func:`sha256_file`, hashed once per process while the file stays the same.
+
+    The file is the same while its resolved path, device, inode, size, mtime and ctime are
+    (ctime changes on every write and cannot be set back), so the data fingerprint taken
+    before a run and the loader's checksum check share one read of each file.
+    """
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key not in _HASHED:
+        _HASHED[key] = sha256_file(path)
+    return _HASHED[key]
 
 
 @dataclass(frozen=True)
@@ -146,9 +164,9 @@ class SceneCache:
     def load(self, sources: Mapping[str, Path]) -> CachedScene | None:
         """The cached scene if it was made from exactly ``sources`` ({name: path}); else ``None``.
 
-        Size and mtime are compared first; a file whose size or mtime changed is hashed,
-        and the cache is used only if its sha256 is unchanged (the manifest is then
-        refreshed so the next load is fast again).
+        Path, size and mtime are compared first; a file whose path, size or mtime changed
+        is hashed, and the cache is used only if its sha256 is unchanged (the manifest is
+        then refreshed so the next load is fast again).
         """
         manifest = self.manifest()
         if manifest is None:
@@ -163,7 +181,7 @@ class SceneCache:
                 st = Path(path).stat()
             except OSError:
                 return None
-            if st.st_size == rec["size"] and st.st_mtime_ns == rec["mtime_ns"]:
+            if st.st_size == rec["size"] and st.st_mtime_ns == rec["mtime_ns"] and rec["path"] == str(path):
                 continue
             if st.st_size != rec["size"] or sha256_file(path) != rec["sha256"]:
                 log.info("cache %s is stale: %s changed", self.folder, path)
@@ -179,6 +197,29 @@ class SceneCache:
             manifest["sources"] = [recorded[n] for n in sorted(recorded)]
             self._rewrite_manifest(manifest)
         return CachedScene(scene=scene, sha256={n: r["sha256"] for n, r in recorded.items()})
+
+    def recorded_sha256(self, sources: Mapping[str, Path]) -> dict[str, str]:
+        """The sha256 the manifest records for each of ``sources`` still at the same path, size and mtime.
+
+        What the cache verified when it was made, without reading the files; a file that
+        moved or changed (or a cache of another format or loader version) is left out.
+        """
+        manifest = self.manifest()
+        if manifest is None:
+            return {}
+        recorded = {s["name"]: s for s in manifest.get("sources", [])}
+        out: dict[str, str] = {}
+        for name, path in sources.items():
+            rec = recorded.get(name)
+            if rec is None or rec.get("path") != str(path):
+                continue
+            try:
+                st = Path(path).stat()
+            except OSError:
+                continue
+            if st.st_size == rec.get("size") and st.st_mtime_ns == rec.get("mtime_ns"):
+                out[name] = str(rec["sha256"])
+        return out
 
     def _open(self, manifest: Mapping[str, Any]) -> Scene:
         arrays: dict[str, np.ndarray] = {}

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from bench_core.data.cache import SceneCache, sha256_file
+from bench_core.data.cache import SceneCache, sha256_file_once
 from bench_core.data.locate import CACHE_SCENES_DIR, Layout, Located, locate
 from bench_core.data.matfile import read_mat
 from bench_core.data.normalise import (
@@ -45,6 +45,7 @@ from bench_core.specs import DatasetContext
 
 __all__ = [
     "VERIFY_ENV",
+    "DataFingerprint",
     "OfficialCounts",
     "RawScene",
     "Raster",
@@ -204,6 +205,38 @@ def maps_from_index(gt: np.ndarray, coords: Raster) -> np.ndarray:
     return out
 
 
+@dataclass(frozen=True)
+class DataFingerprint:
+    """What a real dataset's scene would be built from, known before it is read.
+
+    Attributes:
+        dataset: the dataset name.
+        layout: the layout whose files were found.
+        sha256: ``{file name: sha256}`` of the files found (from the cache's record while a
+            file is unchanged at its recorded path, size and mtime; else hashed).
+        normalisation: the normalisation method (``minmax``, ``zscore``).
+        loader_version: the loader's version (a new conversion changes the scene).
+        folder: where the files were found (informative; not part of :attr:`digest`).
+    """
+
+    dataset: str
+    layout: str
+    sha256: Mapping[str, str]
+    normalisation: str
+    loader_version: str
+    folder: Path
+
+    @property
+    def digest(self) -> str:
+        """16 hex digits over everything but the folder: the same files anywhere give the same digest."""
+        import hashlib
+
+        parts = [f"dataset={self.dataset}", f"layout={self.layout}", f"loader={self.loader_version}",
+                 f"normalisation={self.normalisation}"]
+        parts += [f"{name}:{sha}" for name, sha in sorted(self.sha256.items())]
+        return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
 def _verify_checksums(env: Mapping[str, str]) -> bool:
     return env.get(VERIFY_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
@@ -274,19 +307,61 @@ class RealDataset:
         """``DatasetSpec.load``: :meth:`load` with the environment's settings."""
         return self.load(context)
 
+    def _locate(self, context: DatasetContext, env: Mapping[str, str]) -> Located:
+        return locate(self.name, self.layouts, context, aliases=self.aliases, url=self.download_url,
+                      fetchable=self.fetchable, env=env)
+
+    def _cache(self, context: DatasetContext, located: Located, method: str) -> SceneCache | None:
+        if context.cache_dir is None:
+            return None
+        folder = Path(context.cache_dir) / CACHE_SCENES_DIR / self.name / f"{located.layout.name}-{method}"
+        return SceneCache(folder, version=self.version)
+
+    def fingerprint(
+        self, context: DatasetContext, normalisation: str | None = None, env: Mapping[str, str] | None = None
+    ) -> DataFingerprint:
+        """The files :meth:`load` would read for ``context`` and their sha256, without reading the scene.
+
+        Raises :class:`DatasetError` (the message :meth:`load` gives) when no complete file
+        set is found. A file the cache verified and that is unchanged at its recorded path,
+        size and mtime is not read; any other is hashed (once per process: the load that
+        follows reuses the hash).
+        """
+        env = os.environ if env is None else env
+        method = resolve_normalisation(normalisation, env)
+        located = self._locate(context, env)
+        cache = self._cache(context, located, method)
+        sha = cache.recorded_sha256(located.paths) if cache is not None else {}
+        for name, path in located.paths.items():
+            if name not in sha:
+                sha[name] = sha256_file_once(path)
+        return DataFingerprint(
+            dataset=self.name, layout=located.layout.name, sha256=dict(sorted(sha.items())), normalisation=method,
+            loader_version=self.version, folder=located.folder,
+        )
+
+    def fingerprint_of(self, scene: Scene) -> DataFingerprint | None:
+        """The fingerprint of the files a loaded scene was built from (its metadata); ``None`` if it does not say."""
+        meta = scene.metadata
+        try:
+            return DataFingerprint(
+                dataset=self.name, layout=str(meta["layout"]), sha256=dict(meta["sha256"]),
+                normalisation=str(meta["normalisation"]).split(":", 1)[0].strip(),
+                loader_version=str(meta["loader_version"]), folder=Path(str(meta.get("source_dir", ""))),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
     def load(
         self, context: DatasetContext, normalisation: str | None = None, env: Mapping[str, str] | None = None
     ) -> Scene:
         """Locate, then open from the cache or convert (and cache) the scene."""
         env = os.environ if env is None else env
         method = resolve_normalisation(normalisation, env)
-        located = locate(self.name, self.layouts, context, aliases=self.aliases, url=self.download_url,
-                         fetchable=self.fetchable, env=env)
+        located = self._locate(context, env)
         verify = _verify_checksums(env)
-        cache = None
-        if context.cache_dir is not None:
-            folder = Path(context.cache_dir) / CACHE_SCENES_DIR / self.name / f"{located.layout.name}-{method}"
-            cache = SceneCache(folder, version=self.version)
+        cache = self._cache(context, located, method)
+        if cache is not None:
             hit = cache.load(located.paths)
             if hit is not None:
                 # The manifest's sha256 were computed when the cache was made: no re-hashing.
@@ -294,7 +369,7 @@ class RealDataset:
                 if verify and mismatches:
                     raise DatasetError(self._checksum_message(located, mismatches))
                 return hit.scene
-        sha = {name: sha256_file(path) for name, path in located.paths.items()}
+        sha = {name: sha256_file_once(path) for name, path in located.paths.items()}
         mismatches = self._mismatches(located, sha)
         if mismatches:
             if verify:

@@ -60,11 +60,15 @@ def _draw(
     return np.sort(np.concatenate(train_parts)), np.sort(np.concatenate(test_parts))
 
 
+def _check_no_argument(argument: str | None) -> None:
+    if argument is not None:
+        raise SplitError(f"split protocol 'official' takes no argument, got 'official:{argument}'; use 'official'")
+
+
 def official_split(scene: Scene, argument: str | None, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """The dataset's own train/test maps: labelled pixels where each map is nonzero."""
     del rng  # the official split is fixed
-    if argument is not None:
-        raise SplitError(f"split protocol 'official' takes no argument, got 'official:{argument}'; use 'official'")
+    _check_no_argument(argument)
     if scene.official_train is None or scene.official_test is None:
         raise SplitError(
             f"dataset {scene.name!r} ships no official train/test maps, so split 'official' "
@@ -235,6 +239,7 @@ def bench_register_splits(register: Callable[[SplitProtocol], None]) -> None:
         SplitProtocol(
             name="official",
             make=official_split,
+            check_argument=_check_no_argument,
             description="The dataset's own train/test maps (spatially clustered training areas).",
         )
     )
@@ -242,6 +247,7 @@ def bench_register_splits(register: Callable[[SplitProtocol], None]) -> None:
         SplitProtocol(
             name="per-class",
             make=per_class_split,
+            check_argument=_parse_count,
             takes_argument=True,
             argument_help="N: training pixels per class, an integer >= 1 (e.g. per-class:100)",
             description="N random labelled pixels per class for training, the rest of each class for test.",
@@ -251,6 +257,7 @@ def bench_register_splits(register: Callable[[SplitProtocol], None]) -> None:
         SplitProtocol(
             name="fraction",
             make=fraction_split,
+            check_argument=_parse_fraction,
             takes_argument=True,
             argument_help="p: share of each class's labelled pixels for training, 0 < p < 1 (e.g. fraction:0.05)",
             description=(
@@ -263,6 +270,7 @@ def bench_register_splits(register: Callable[[SplitProtocol], None]) -> None:
         SplitProtocol(
             name="spatial-blocks",
             make=spatial_blocks_split,
+            check_argument=_parse_spatial_blocks,
             uses_patch_size=True,
             validation="spatial",
             argument_help=(

@@ -502,6 +502,7 @@ def test_cli_prints_boards_and_refuses_a_mixing_board(small_store: str, tmp_path
     err = capsys.readouterr().err
     assert "would rank runs of 2 profiles (fast, paper) in one table" in err
     out = tmp_path / "out" / "board.json"
+    out.parent.mkdir()  # bench leaderboard creates no folder (docs/reliability.md)
     assert main(["leaderboard", "--tracking-uri", small_store, "--json", "--output", str(out)]) == 0
     assert len(json.loads(out.read_text())["boards"]) == 2
 

@@ -308,7 +308,7 @@ def test_build_rejects_the_wrong_kind_of_model() -> None:
 
 def test_wrong_logits_shape_is_reported() -> None:
     spec = _spec("patch", build=lambda cfg, info: DenseNet())  # (N, K, 3, 3) instead of (N, K)
-    with pytest.raises(ModelOutputError, match=r"expected \(\d+, num_classes\)"):
+    with pytest.raises(ModelOutputError, match=r"returned logits \(64, 3, 3, 3\); expected \(64, 3\)"):
         _fit("patch", spec=spec, epochs=1)
 
 

@@ -660,6 +660,7 @@ def method_spec() -> MethodSpec:
             "fast": {"train": dict(_FAST_TRAIN), "model": dict(_FAST_MODEL)},
         },
         search_space=search_space,
+        validate_model=_resolve,
         deterministic=True,
         paper=(
             "Zhang, Gu, Tian, Bruzzone, 'CoMiX: Cross-Modal Fusion with Deformable Convolutions for "

@@ -29,12 +29,8 @@ NAME = "fusion-fcn"
 _DEFAULTS: dict[str, Any] = {"widths": [32, 32, 32], "pool_stride": 1}
 
 
-def build(config: Mapping[str, Any], info: SceneInfo) -> nn.Module:
-    """Build the network for the ``hsi`` and ``x`` bands in ``info`` and K classes."""
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
+def validate_model(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``model`` config with defaults filled in; ConfigError for unknown keys or bad values."""
     unknown = sorted(set(config) - set(_DEFAULTS))
     if unknown:
         raise ConfigError(
@@ -57,6 +53,17 @@ def build(config: Mapping[str, Any], info: SceneInfo) -> nn.Module:
             f"{NAME} model.pool_stride = {stride!r}: expected 1 (maps keep the input size, as "
             f"CoMiX describes Fusion-FCN) or 2 (each pool halves them)"
         )
+    return values
+
+
+def build(config: Mapping[str, Any], info: SceneInfo) -> nn.Module:
+    """Build the network for the ``hsi`` and ``x`` bands in ``info`` and K classes."""
+    import torch
+    import torch.nn.functional as F
+    from torch import nn
+
+    values = validate_model(config)
+    widths, stride = values["widths"], values["pool_stride"]
 
     def pool() -> nn.Module:
         if stride == 1:
@@ -144,6 +151,7 @@ def method_spec() -> MethodSpec:
             },
         },
         search_space=search_space,
+        validate_model=validate_model,
         deterministic=True,
         paper=(
             "Fusion-FCN, winner of the 2018 IEEE GRSS Data Fusion Contest (Xu et al., 'Advanced "

@@ -604,15 +604,29 @@ def build(config: Mapping[str, Any], info: SceneInfo) -> M3amba:
     return M3amba(options, int(info.bands["hsi"]), int(info.bands["x"]), info.num_classes, crop, clip, sha256)
 
 
-def build_concat(config: Mapping[str, Any], info: SceneInfo) -> M3amba:
-    """``m3amba-concat``: :func:`build` with ``guidance="concat"`` enforced."""
+def _concat_config(config: Mapping[str, Any]) -> dict[str, Any]:
     guidance = config.get("guidance", "concat")
     if guidance != "concat":
         raise ConfigError(
             f"{CONCAT_NAME} model.guidance = {guidance!r}: this method is the paper's ablation (A) "
             f"without CLIP; use the {NAME!r} method for CLIP guidance"
         )
-    return build({**config, "guidance": "concat"}, info)
+    return {**config, "guidance": "concat"}
+
+
+def validate_model(config: Mapping[str, Any]) -> M3ambaOptions:
+    """``model.*`` checked without building (unknown keys, bad values); the CLIP file is checked in build."""
+    return M3ambaOptions.from_mapping(config)
+
+
+def validate_concat_model(config: Mapping[str, Any]) -> M3ambaOptions:
+    """:func:`validate_model` for ``m3amba-concat`` (``guidance="concat"`` enforced)."""
+    return M3ambaOptions.from_mapping(_concat_config(config))
+
+
+def build_concat(config: Mapping[str, Any], info: SceneInfo) -> M3amba:
+    """``m3amba-concat``: :func:`build` with ``guidance="concat"`` enforced."""
+    return build(_concat_config(config), info)
 
 
 def search_space(trial: optuna.Trial) -> dict[str, Any]:
@@ -737,6 +751,7 @@ def method_spec(concat: bool = False) -> MethodSpec:
             "fast": {"train": dict(_FAST_TRAIN), "model": fast_model},
         },
         search_space=search_space,
+        validate_model=validate_concat_model if concat else validate_model,
         deterministic=True,
         paper=(
             "Cao, Xie, Zhang, Zhang, Jiang, Lei, Li, 'M3amba: CLIP-driven Mamba Model for "

@@ -298,6 +298,7 @@ def method_spec() -> MethodSpec:
             },
         },
         search_space=search_space,
+        validate_model=_resolve,
         deterministic=True,
         paper=(
             "Roy, Deria, Hong, Rasti, Plaza, Chanussot, 'Multimodal Fusion Transformer for "

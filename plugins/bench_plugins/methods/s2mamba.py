@@ -335,6 +335,7 @@ def method_spec(name: str = NAME) -> MethodSpec:
             },
         },
         search_space=search_space,
+        validate_model=_resolve,
         deterministic=True,
         paper=(
             "Wang, Zhang, Peng, Zhang, Jia, Jiao, 'S2Mamba: A Spatial-spectral State Space Model "

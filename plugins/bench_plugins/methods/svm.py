@@ -150,24 +150,40 @@ class RbfSvmEstimator:
         return 2 * f + n_sv * (3 * f + 2) + 2 * n_sv * (k - 1) + k * (k - 1)
 
 
+def validate_model(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``model`` config with defaults filled in; ConfigError for unknown keys or bad values."""
+    unknown = sorted(set(config) - set(_DEFAULTS))
+    if unknown:
+        raise ConfigError(f"svm model config: unknown key(s) {unknown}; expected some of {sorted(_DEFAULTS)}")
+    values = {**_DEFAULTS, **dict(config)}
+    gamma = values["gamma"]
+    if not (gamma == "scale" or (_is_number(gamma) and gamma > 0)):
+        raise ConfigError(f"svm model.gamma = {gamma!r}: expected a positive number or 'scale'")
+    if not (_is_number(values["C"]) and values["C"] > 0):
+        raise ConfigError(f"svm model.C = {values['C']!r}: expected a positive number")
+    seed = values["seed"]
+    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
+        raise ConfigError(f"svm model.seed = {seed!r}: expected null (the cell's seed) or an integer >= 0")
+    most = values["max_train_samples"]
+    if most is not None and (not isinstance(most, int) or isinstance(most, bool) or most < 1):
+        raise ConfigError(f"svm model.max_train_samples = {most!r}: expected null (all) or a positive integer")
+    if not (_is_number(values["cache_mb"]) and values["cache_mb"] > 0):
+        raise ConfigError(f"svm model.cache_mb = {values['cache_mb']!r}: expected a positive number of megabytes")
+    return values
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def build(config: Mapping[str, Any], info: SceneInfo) -> RbfSvmEstimator:
     """Build the estimator from the ``model`` config (keys: C, gamma, seed, max_train_samples, cache_mb).
 
     ``seed: null`` (the default) takes the cell's seed (``info.seed``), so seeds of a grid
     draw different training subsamples; an integer pins it.
     """
-    unknown = sorted(set(config) - set(_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"svm model config: unknown key(s) {unknown}; expected some of {sorted(_DEFAULTS)}")
-    values = {**_DEFAULTS, **dict(config)}
-    gamma = values["gamma"]
-    if not (gamma == "scale" or (isinstance(gamma, (int, float)) and gamma > 0)):
-        raise ConfigError(f"svm model.gamma = {gamma!r}: expected a positive number or 'scale'")
-    if not (isinstance(values["C"], (int, float)) and values["C"] > 0):
-        raise ConfigError(f"svm model.C = {values['C']!r}: expected a positive number")
-    seed = values["seed"]
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-        raise ConfigError(f"svm model.seed = {seed!r}: expected null (the cell's seed) or an integer >= 0")
+    values = validate_model(config)
+    gamma, seed = values["gamma"], values["seed"]
     return RbfSvmEstimator(
         C=float(values["C"]),
         gamma=gamma if gamma == "scale" else float(gamma),
@@ -204,6 +220,7 @@ def method_spec() -> MethodSpec:
         },
         patch_size=1,
         search_space=search_space,
+        validate_model=validate_model,
         deterministic=True,
         paper=(
             "SVM rows of Zhang et al., 'CoMiX: Cross-Modal Fusion with Deformable Convolutions for "

@@ -43,11 +43,8 @@ def _check_widths(key: str, value: Any) -> list[int]:
     return list(value)
 
 
-def build(config: Mapping[str, Any], info: SceneInfo) -> nn.Module:
-    """Build the network for ``info.bands["hsi"]`` + ``info.bands["x"]`` inputs and K classes."""
-    import torch
-    from torch import nn
-
+def validate_model(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``model`` config with defaults filled in; ConfigError for unknown keys or bad values."""
     unknown = sorted(set(config) - set(_DEFAULTS))
     if unknown:
         raise ConfigError(
@@ -55,13 +52,24 @@ def build(config: Mapping[str, Any], info: SceneInfo) -> nn.Module:
         )
     values = {**_DEFAULTS, **dict(config)}
     spectral = values["spectral_width"]
-    if not isinstance(spectral, int) or spectral < 1:
+    if not isinstance(spectral, int) or isinstance(spectral, bool) or spectral < 1:
         raise ConfigError(f"{NAME} model.spectral_width = {spectral!r}: expected a positive integer")
-    hsi_widths = _check_widths("hsi_widths", values["hsi_widths"])
-    x_widths = _check_widths("x_widths", values["x_widths"])
+    values["hsi_widths"] = _check_widths("hsi_widths", values["hsi_widths"])
+    values["x_widths"] = _check_widths("x_widths", values["x_widths"])
+    dropout = values["dropout"]
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+        raise ConfigError(f"{NAME} model.dropout = {dropout!r}: expected a number with 0 <= dropout < 1")
+    return values
+
+
+def build(config: Mapping[str, Any], info: SceneInfo) -> nn.Module:
+    """Build the network for ``info.bands["hsi"]`` + ``info.bands["x"]`` inputs and K classes."""
+    import torch
+    from torch import nn
+
+    values = validate_model(config)
+    spectral, hsi_widths, x_widths = values["spectral_width"], values["hsi_widths"], values["x_widths"]
     dropout = float(values["dropout"])
-    if not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"{NAME} model.dropout = {dropout!r}: expected 0 <= dropout < 1")
 
     def conv_stack(in_ch: int, widths: list[int]) -> list[nn.Module]:
         layers: list[nn.Module] = []
@@ -151,6 +159,7 @@ def method_spec() -> MethodSpec:
             },
         },
         search_space=search_space,
+        validate_model=validate_model,
         deterministic=True,
         paper=(
             "Reference baseline after the two-branch HSI/LiDAR CNNs with feature-level fusion: "

@@ -127,6 +127,10 @@ def _positive_int(key: str, value: Any) -> int:
     return value
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _choice(key: str, value: Any, allowed: Sequence[str]) -> None:
     if value not in allowed:
         raise ConfigError(f"{NAME} model.{key} = {value!r}: expected one of {list(allowed)}")
@@ -151,7 +155,7 @@ def resolve_options(config: Mapping[str, Any]) -> BDGFOptions:
     if "ddpm_beta" in values:
         beta = values["ddpm_beta"]
         if (not isinstance(beta, Sequence) or isinstance(beta, str) or len(beta) != 2
-                or not 0 < float(beta[0]) < float(beta[1]) < 1):
+                or not all(_is_number(b) for b in beta) or not 0 < float(beta[0]) < float(beta[1]) < 1):
             raise ConfigError(f"{NAME} model.ddpm_beta = {beta!r}: expected [start, end] with 0 < start < end < 1")
         values["ddpm_beta"] = (float(beta[0]), float(beta[1]))
     options = BDGFOptions(**values)
@@ -172,7 +176,7 @@ def resolve_options(config: Mapping[str, Any]) -> BDGFOptions:
             f"(model.ddpm_T = {options.ddpm_T})"
         )
     for key in ("ddpm_lr", "speckle_looks"):
-        if not float(getattr(options, key)) > 0:
+        if not _is_number(getattr(options, key)) or not float(getattr(options, key)) > 0:
             raise ConfigError(f"{NAME} model.{key} = {getattr(options, key)!r}: expected a positive number")
     options.net_options().validate()  # the network's keys, with the same kind of messages
     return options
@@ -447,6 +451,7 @@ def method_spec() -> MethodSpec:
             "fast": {"train": dict(_FAST_TRAIN), "model": dict(_FAST_MODEL)},
         },
         search_space=search_space,
+        validate_model=resolve_options,
         stages=(Stage("pretrain", pretrain),),
         deterministic=True,
         paper=(
