@@ -82,7 +82,7 @@ SORT_COLUMNS: dict[str, tuple[str, bool]] = {
     "reported_oa": ("reported_oa", True),
 }
 
-_CONFIG_PREFIXES = ("train.", "model.")
+_CONFIG_PREFIXES = ("train.", "model.", "data.")  # data.*: the layout and settings a scene was read with
 
 
 # ----------------------------------------------------------------------------- selection

@@ -225,6 +225,18 @@ def dataset_fingerprint(host: PluginHost, spec: DatasetSpec, data_dir: Path | No
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
+def data_params(scene: Scene) -> dict[str, str]:
+    """Run params that say which data a real dataset's scene was built from: ``data.layout`` (the
+    distribution read) and ``data.<name>`` for each entry of ``scene.metadata["run_params"]``
+    (e.g. which rasters form X, whether the published facts were verified)."""
+    meta = scene.metadata
+    out = {"data.layout": str(meta["layout"])} if meta.get("layout") else {}
+    extra = meta.get("run_params")
+    if isinstance(extra, Mapping):
+        out.update({f"data.{k}": str(v) for k, v in extra.items()})
+    return out
+
+
 def check_loaded_data(spec: DatasetSpec, cell: Cell, scene: Scene) -> None:
     """Raise :class:`DatasetError` if the loaded scene was not built from the files the cell key names."""
     fingerprint_of = getattr(spec.load, "fingerprint_of", None)
@@ -481,6 +493,7 @@ def _execute(
     if scene.metadata.get("source_dir"):
         run.set_tags({"bench.data_source_dir": str(scene.metadata["source_dir"])[:4000]})
     run.log_params({"normalisation": scene.metadata.get("normalisation", "as provided by the dataset")})
+    run.log_params(data_params(scene))
     log.info(
         "split %s: %d train, %d val (%s carve), %d test pixels; leakage %.4f (test), %.4f (validation) "
         "for %dx%d windows",

@@ -462,6 +462,66 @@ def sliding_window_logits(
     return logits, count[:height, :width].contiguous()
 
 
+DENSE_STRIP_BYTES = 256 * 2**20
+"""Whole-scene dense prediction of inputs whose float32 copy is larger than this runs in strips."""
+
+
+def sliding_window_predict(
+    forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
+    inputs: Mapping[str, np.ndarray],
+    crop_size: int,
+    num_classes: int | None,
+    *,
+    overlap: float = 0.5,
+    batch_size: int = 16,
+    pad_mode: str = "reflect",
+    device: torch.device | str = "cpu",
+    strip_bytes: int | None = None,
+    check: Callable[[torch.Tensor], None] | None = None,
+) -> np.ndarray:
+    """(H, W) int64 argmax of :func:`sliding_window_logits`, streamed in horizontal strips.
+
+    A scene whose inputs' float32 copy exceeds ``strip_bytes`` (default :data:`DENSE_STRIP_BYTES`)
+    is predicted strip by strip:
+    each strip runs the windows of the whole-scene grid that overlap it (in grid order, so
+    every pixel averages the same windows in the same order) on a copy of only the rows
+    those windows read, then keeps the argmax. Memory is then bounded by the strip, not the
+    scene (a 2404 x 8344 scene never needs its padded copy or (K, H, W) logits at once);
+    windows that straddle two strips run twice. ``check(logits)`` sees each strip's (K, h, W)
+    logits (e.g. to refuse non-finite values). Smaller scenes take the one-pass path.
+    """
+    _check_size("crop_size", crop_size, odd=False)
+    strip_bytes = DENSE_STRIP_BYTES if strip_bytes is None else strip_bytes
+    height, width = _scene_shape(inputs)
+    channels = sum(int(arr.shape[0]) for arr in inputs.values())
+    s = crop_size
+    if height <= s or width < s or channels * height * width * 4 <= strip_bytes:
+        logits, _ = sliding_window_logits(forward, inputs, s, num_classes, overlap=overlap, batch_size=batch_size,
+                                          pad_mode=pad_mode, device=device)
+        if check is not None:
+            check(logits)
+        return logits.argmax(dim=0).cpu().numpy().astype(np.int64)
+    _check_size("batch_size", batch_size, odd=False)
+    _check_pad_mode(pad_mode)
+    full_h, full_w, grid = _window_grid(height, width, s, overlap)  # (height, width): the scene holds a window
+    rows = max(s, strip_bytes // (channels * width * 4) - s)
+    out = np.empty((height, width), dtype=np.int64)
+    for top in range(0, height, rows):
+        bottom = min(height, top + rows)
+        chosen = [(r, c) for r, c in grid if r < bottom and r + s > top]
+        first, last = min(r for r, _ in chosen), max(r for r, _ in chosen) + s
+        strip = {name: arr[:, first:last] for name, arr in inputs.items()}
+        total, count = _blend_windows(
+            forward, strip, s, [(r - first, c) for r, c in chosen], (last - first, full_w), num_classes, batch_size,
+            pad_mode, torch.device(device),
+        )
+        logits = total[:, top - first:bottom - first] / count[top - first:bottom - first]
+        if check is not None:
+            check(logits)
+        out[top:bottom] = logits.argmax(dim=0).cpu().numpy()
+    return out
+
+
 def sliding_window_logits_at(
     forward: Callable[[dict[str, torch.Tensor]], torch.Tensor],
     inputs: Mapping[str, np.ndarray],
@@ -514,6 +574,7 @@ def sliding_window_logits_at(
 
 
 __all__ = [
+    "DENSE_STRIP_BYTES",
     "PAD_COPY_BYTES",
     "PAD_MODES",
     "CropSampler",
@@ -524,5 +585,6 @@ __all__ = [
     "border_index",
     "sliding_window_logits",
     "sliding_window_logits_at",
+    "sliding_window_predict",
     "window_starts",
 ]

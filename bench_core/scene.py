@@ -39,7 +39,8 @@ class Scene:
 
     Attributes:
         name: dataset name, e.g. ``"augsburg"``.
-        modalities: ``{name: (C, H, W) float32}``; ``"hsi"`` is the hyperspectral
+        modalities: ``{name: (C, H, W) float32}`` (float16 allowed for large scenes: the
+            samplers and pixel features read it as float32); ``"hsi"`` is the hyperspectral
             image, the others (``lidar``, ``sar``, ``dsm``, ``msi``) are "X" modalities.
         labels: (H, W) integer map, 0 = unlabelled, 1..K = classes.
         class_names: K names; ``class_names[k - 1]`` is the name of label ``k``.
@@ -76,9 +77,10 @@ class Scene:
                     f"scene {self.name!r}: modality {key!r} has shape {arr.shape}; "
                     f"expected (C, {height}, {width}) to match the labels"
                 )
-            if arr.dtype != np.float32:
+            if arr.dtype not in (np.float32, np.float16):
                 raise DatasetError(
-                    f"scene {self.name!r}: modality {key!r} has dtype {arr.dtype}; expected float32"
+                    f"scene {self.name!r}: modality {key!r} has dtype {arr.dtype}; expected float32 "
+                    f"(or float16, for large scenes stored at half precision)"
                 )
             mods[key] = _readonly(arr)
         k = len(self.class_names)

@@ -37,8 +37,8 @@ from bench_core.sampling import (
     PatchSampler,
     SamplingError,
     as_index,
-    sliding_window_logits,
     sliding_window_logits_at,
+    sliding_window_predict,
 )
 from bench_core.scene import IGNORE_INDEX, SceneInfo
 from bench_core.specs import (
@@ -194,6 +194,8 @@ class StageContext:
 
 
 _PREGATHER_BYTES = 256 * 2**20  # patches of the training pixels gathered once when they fit
+PREDICT_CHUNK = 2**18
+"""Pixels predicted per chunk by pixel and patch methods (features, logits and patches stay bounded)."""
 
 
 def derived_inputs(model: Any) -> dict[str, np.ndarray]:
@@ -572,9 +574,11 @@ class Trainer:
         inputs = self._check_inputs(spec, inputs, model)
         first = next(iter(inputs.values()))
         flat = as_index(index, int(first.shape[1]) * int(first.shape[2])).numpy()
-        if spec.input_kind == "pixel":
-            labels = np.asarray(model.predict(_pixel_features(inputs, flat))).reshape(-1)
-            return _checked_labels(labels, spec.name, where, num_classes)
+        if spec.input_kind == "pixel":  # in chunks: a 20-million-pixel scene never needs all its features at once
+            parts = [np.asarray(model.predict(_pixel_features(inputs, flat[i:i + PREDICT_CHUNK]))).reshape(-1)
+                     for i in range(0, flat.size, PREDICT_CHUNK)]
+            labels = np.concatenate(parts) if parts else np.asarray(model.predict(_pixel_features(inputs, flat)))
+            return _checked_labels(labels.reshape(-1), spec.name, where, num_classes)
         if spec.input_kind == "dense":
             return self.predict_scene(spec, model, config, inputs, where=where).reshape(-1)[flat]
         sampler = PatchSampler(inputs, spec.effective_patch_size(config.train), device=self.device)
@@ -586,8 +590,12 @@ class Trainer:
     ) -> np.ndarray:
         if flat.size == 0:
             return np.zeros(0, dtype=np.int64)
-        logits = self._patch_logits(spec, model, config, sampler, flat, where=where)
-        return logits.argmax(dim=1).numpy().astype(np.int64)
+        # Chunk by chunk, keeping only the argmax: the logits of a whole scene are never held at once.
+        return np.concatenate([
+            self._patch_logits(spec, model, config, sampler, flat[i:i + PREDICT_CHUNK], where=where)
+            .argmax(dim=1).numpy().astype(np.int64)
+            for i in range(0, flat.size, PREDICT_CHUNK)
+        ])
 
     def _patch_logits(
         self, spec: MethodSpec, model: nn.Module, config: ResolvedConfig, sampler: PatchSampler, flat: np.ndarray,
@@ -660,16 +668,15 @@ class Trainer:
             return self.predict(spec, model, config, inputs, every, where=where).reshape(height, width)
         size = spec.effective_patch_size(config.train)
         with _evaluating(model):
-            logits, _ = sliding_window_logits(
+            return sliding_window_predict(  # in strips when the scene is large
                 lambda x: _logits(model(x), spec.name),
                 inputs,
                 size,
                 None,
                 batch_size=config.train.batch_size,  # what fits while training fits here
                 device=self.device,
+                check=lambda logits: _check_finite(logits, spec.name, where, pixel_dim=0),
             )
-        _check_finite(logits, spec.name, where, pixel_dim=0)
-        return logits.argmax(dim=0).cpu().numpy().astype(np.int64)
 
 
 # --------------------------------------------------------------------------- helpers

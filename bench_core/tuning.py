@@ -11,8 +11,8 @@
 * the study is one parent MLflow run and every trial a run nested under it
   (``mlflow.parentRunId``) with the trial number, the sampled params and its state.
 
-Storage (shared with :mod:`bench_core.distributed`): a local SQLite file next to the MLflow
-store by default, any Optuna RDB URL (PostgreSQL for several machines), or ``journal:PATH``
+Storage (shared by the Ray tasks of ``bench tune --jobs N``, :mod:`bench_core.ray_executor`):
+a local SQLite file next to the MLflow store by default, any Optuna RDB URL (PostgreSQL for several machines), or ``journal:PATH``
 (a journal file; no heartbeat). With a heartbeat, a trial whose worker died is detected by
 the next worker, its MLflow run is closed as FAILED and the trial is re-queued
 (:class:`StaleTrialHandler`).
@@ -20,7 +20,6 @@ the next worker, its MLflow run is closed as FAILED and the trial is re-queued
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
@@ -31,7 +30,7 @@ import tempfile
 import time
 import traceback
 import warnings
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -62,7 +61,6 @@ PRUNERS = ("median", "hyperband", "halving", "none")
 # Study and trial user attributes (the contract between `bench tune`, `bench run` and workers).
 ATTR_KIND = "bench.kind"
 KIND_TUNE = "tune"
-KIND_GRID = "grid"
 ATTR_RECIPE = "bench.recipe"
 ATTR_PARENT_RUN = "bench.mlflow_parent_run_id"
 ATTR_TRACKING_URI = "bench.tracking_uri"
@@ -225,33 +223,6 @@ def has_heartbeat(storage: object) -> bool:
     """Whether ``storage`` detects dead workers (an RDB storage opened with a heartbeat)."""
     interval = getattr(storage, "get_heartbeat_interval", None)
     return callable(interval) and interval() is not None
-
-
-@contextlib.contextmanager
-def storage_lock(url: str) -> Iterator[None]:
-    """Serialise claiming trials on a SQLite storage (no-op for server databases).
-
-    Optuna claims a waiting trial with a read-then-write that a database server runs under a
-    row lock (``SELECT ... FOR UPDATE``) but SQLite's Python driver does not, so two local
-    processes could claim the same trial. SQLite is local-only, so a file lock beside the
-    database is enough; it is released by the OS if the process dies.
-    """
-    path = _sqlite_path(url)
-    if path is None:
-        yield
-        return
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock; claims stay as safe as Optuna's own
-        yield
-        return
-    lock_path = path.with_name(path.name + ".claim-lock")
-    with open(lock_path, "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def fail_stale_trials(study: optuna.Study) -> None:
@@ -933,24 +904,29 @@ def run_tuning(
     jobs: int = 1,
     heartbeat: Heartbeat | None = None,
     echo: Callable[[str], None] = print,
+    address: str | None = None,
+    cpus_per_trial: float = 1.0,
+    gpus_per_trial: float | None = None,
 ) -> TuneOutcome:
-    """Create the study, run its trials (here, or in ``jobs`` worker processes), summarise it.
+    """Create the study, run its trials (here, or in ``jobs`` parallel Ray tasks), summarise it.
 
-    ``jobs == 1`` runs the trials in this process; ``jobs > 1`` starts that many
-    ``bench worker --study NAME`` processes against the storage and waits for them.
+    ``jobs == 1`` (and no ``address``) runs the trials in this process; otherwise ``jobs``
+    Ray tasks (a private local Ray instance, or the cluster at ``address``) each run trials
+    of the study through the shared Optuna storage until its budget is used
+    (:func:`bench_core.ray_executor.run_tuning_ray`).
     """
     if jobs < 1:
-        raise ConfigError(f"--jobs {jobs!r}: expected at least 1 process")
+        raise ConfigError(f"--jobs {jobs!r}: expected at least 1 parallel trial")
     url = storage_url or default_storage_url()
     heartbeat = heartbeat or Heartbeat()
     storage = open_storage(url, heartbeat, StaleTrialHandler(heartbeat.max_retry))
-    study, recipe = create_tune_study(host, request, tracker, url, storage, parallel=jobs > 1)
+    study, recipe = create_tune_study(host, request, tracker, url, storage, parallel=jobs > 1 or address is not None)
     parent = study.user_attrs.get(ATTR_PARENT_RUN)
     echo(f"study {study.study_name!r} in {storage_label(url)}: {trials_used(study)}/{recipe.trials} trial(s) so far")
     interrupted = False
     ran = 0
     try:
-        if jobs == 1:
+        if jobs == 1 and address is None:
             objective = TuneObjective(host, recipe, study.study_name, tracker, parent, request.device, request.data_dir)
 
             def report(t: optuna.trial.FrozenTrial) -> None:
@@ -959,15 +935,13 @@ def run_tuning(
 
             ran = tune_in_process(study, objective, recipe.trials, request.timeout, report)
         else:
-            from bench_core.distributed import spawn_workers, wait_for_workers
+            from bench_core.ray_executor import RayOptions, run_tuning_ray
 
-            extra = ["--device", request.device]
-            if request.timeout is not None:
-                extra += ["--timeout", str(request.timeout)]
-            if request.data_dir is not None:
-                extra += ["--data-dir", str(request.data_dir)]
-            procs = spawn_workers(jobs, url, [study.study_name], extra, heartbeat)
-            interrupted = wait_for_workers(procs, echo)
+            options = RayOptions(address=address, cpus_per_cell=cpus_per_trial, gpus_per_cell=gpus_per_trial)
+            ran, interrupted = run_tuning_ray(
+                study.study_name, url, heartbeat, tracker, jobs, request.device, request.data_dir,
+                request.timeout, options, echo,
+            )
     except KeyboardInterrupt:
         interrupted = True
     finish_parent_run(tracker, study, recipe)
@@ -1116,18 +1090,6 @@ def apply_study_config(
     return [method], profile or str(config["profile"]), merged
 
 
-def bench_studies(storage: optuna.storages.BaseStorage) -> list[tuple[str, str]]:
-    """``(name, kind)`` of every study in ``storage`` made by bench (grid or tune)."""
-    import optuna
-
-    out = []
-    for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
-        kind = summary.user_attrs.get(ATTR_KIND)
-        if kind in (KIND_GRID, KIND_TUNE):
-            out.append((summary.study_name, str(kind)))
-    return out
-
-
 __all__ = [
     "DEFAULT_TUNE_EXPERIMENT",
     "ENV_GRACE",
@@ -1144,7 +1106,6 @@ __all__ = [
     "TuneOutcome",
     "TuneRequest",
     "apply_study_config",
-    "bench_studies",
     "best_config",
     "close_trial_runs",
     "config_from_study",
@@ -1164,7 +1125,6 @@ __all__ = [
     "run_one_trial",
     "run_tuning",
     "storage_label",
-    "storage_lock",
     "trial_counts",
     "trials_used",
     "tune_in_process",

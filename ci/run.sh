@@ -25,7 +25,7 @@ bench --version
 echo "== chromium for the browser tests (Debian's package; Playwright never downloads one)"
 command -v chromium || (export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q chromium)
 
-echo "== PostgreSQL on 127.0.0.1 for the distributed tests (Debian's package, throwaway cluster)"
+echo "== PostgreSQL on 127.0.0.1 for the Ray tuning test on a shared study (Debian's package, throwaway cluster)"
 # CI runs as root and initdb refuses root: the cluster belongs to the postgres user.
 pg_bin() { { ls -d /usr/lib/postgresql/*/bin 2>/dev/null || true; } | sort -V | tail -1; }
 [ -n "$(pg_bin)" ] || (export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q postgresql)

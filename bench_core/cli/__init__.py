@@ -21,9 +21,9 @@ Environment variables:
   BENCH_DISABLE_PLUGINS  comma-separated entry-point names never to load
   BENCH_TRACE_PLUGINS    set to 1 to trace every hook call
   BENCH_DATA_DIR         folder with dataset files (--data-dir)
-  BENCH_OPTUNA_STORAGE   Optuna storage of bench tune / bench worker (default sqlite:///$BENCH_HOME/optuna.db)
-  BENCH_HEARTBEAT_INTERVAL  seconds between heartbeats of a running cell or trial (--heartbeat-interval)
-  BENCH_GRACE_PERIOD     seconds without a heartbeat before a worker counts as dead (--grace-period)
+  BENCH_OPTUNA_STORAGE   Optuna storage of bench tune (default sqlite:///$BENCH_HOME/optuna.db)
+  BENCH_HEARTBEAT_INTERVAL  seconds between Optuna heartbeats of a running tuning trial (default 10)
+  BENCH_GRACE_PERIOD     seconds without a heartbeat before a tuning trial's task counts as dead (default 60)
   BENCH_NORMALISATION    minmax (default) or zscore: per-band normalisation of real datasets
   BENCH_VERIFY_CHECKSUMS set to 0 to load dataset files whose sha256 differs from the published one
 """
@@ -39,7 +39,7 @@ def cli() -> None:
 
 
 def _register_commands() -> None:
-    from bench_core.cli import datasets, leaderboard, plugins, run, tune, ui, worker
+    from bench_core.cli import datasets, leaderboard, plugins, run, tune, ui
 
     cli.add_command(run.run)
     cli.add_command(plugins.plugins)
@@ -47,7 +47,6 @@ def _register_commands() -> None:
     cli.add_command(leaderboard.leaderboard)
     cli.add_command(ui.ui)
     cli.add_command(tune.tune)
-    cli.add_command(worker.worker)
 
 
 _register_commands()

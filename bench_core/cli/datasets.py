@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import click
 
@@ -47,7 +48,8 @@ def list_(as_json: bool) -> int:
     return 0
 
 
-_INFO_FACTS = ("layout", "source_dir", "normalisation", "official_split", "orientation", "lidar_bands")
+_INFO_FACTS = ("layout", "source_dir", "normalisation", "verification", "official_split", "orientation",
+               "lidar_bands", "labels")
 """Scene metadata shown by ``bench datasets info`` when the dataset records it."""
 
 
@@ -72,6 +74,9 @@ def info(name: str, as_json: bool, data_dir: str | None) -> int:
     try:
         scene = spec.load(DatasetContext(data_dir=Path(data_dir) if data_dir else None,
                                          cache_dir=bench_home() / "cache"))
+    except DatasetError:
+        _print_card(spec, as_json)  # what the files should be, then why they were not loaded (exit 2)
+        raise
     except BenchError:
         raise
     except Exception as exc:  # noqa: BLE001 - a plugin's bug: one line naming it, not a traceback
@@ -122,6 +127,19 @@ def info(name: str, as_json: bool, data_dir: str | None) -> int:
     table.add_row("", "total", *[str(data["totals"][key]) for key in counts])
     console.print(table)
     return 0
+
+
+def _print_card(spec: Any, as_json: bool) -> None:
+    """The dataset card of a file-based dataset (stdout), for ``info`` when its files cannot be loaded."""
+    from bench_core.data.cards import card_for, card_toml
+
+    if not (spec.files or callable(getattr(spec.load, "card_info", None))):
+        return
+    if as_json:
+        click.echo(json.dumps({"card": card_for(spec)}, indent=2))
+    else:
+        click.echo(f"# dataset card of {spec.name!r} (its files were not loaded: see the error below)")
+        click.echo(card_toml(spec))
 
 
 @datasets.command("fetch")

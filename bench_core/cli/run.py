@@ -50,17 +50,29 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
 @tracking_uri
 @experiment
 @click.option("--storage", default=None, metavar="URL",
-              help="Optuna storage of the cell queue (--jobs) and of --config-from-study; alone it means --jobs 1. "
+              help="Optuna storage holding the study of --config-from-study NAME. "
                    "Default: sqlite:///$BENCH_HOME/optuna.db.")
-@click.option("--jobs", type=click.IntRange(min=0), default=None,
-              help="Queue the cells in the Optuna storage and run them in N worker processes "
-                   "(0 = only queue them for `bench worker`).")
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: cells one after another in this process; ray: one Ray task per cell, in parallel "
+                   "on a local Ray instance or the cluster of --address (pip install -e '.[ray]').")
+@click.option("--address", default=None, metavar="auto|HOST:PORT",
+              help="Ray cluster to run on (with --executor ray): 'auto' = the cluster this machine belongs to "
+                   "(after `ray start`), HOST:PORT = its head. Default: a private local instance using every CPU "
+                   "and GPU of this machine.")
+@click.option("--cpus-per-cell", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="CPUs each cell reserves on the Ray cluster (and torch threads it uses).")
+@click.option("--gpus-per-cell", type=click.FloatRange(min=0), default=None,
+              help="GPUs each cell reserves (fractions share a GPU). Default: 1 when the Ray cluster has GPUs and "
+                   "--device is auto or cuda, else 0.")
+@click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True,
+              help="With --executor ray: re-runs of a cell whose worker process or node died.")
 @click.option("--config-from-study", "config_from_study", default=None, metavar="NAME",
               help="Apply the best config of the tuning study NAME (or an exported best.json); --set wins.")
 def run(plugins: list[str], datasets: list[str], splits: list[str], seeds: list[int], profile: str | None,
         overrides: tuple[str, ...], val_fraction: float, val_carve: str, device: str, rerun: bool,
         data_dir: Path | None,
-        tracking_uri: str | None, experiment: str, storage: str | None, jobs: int | None,
+        tracking_uri: str | None, experiment: str, storage: str | None, executor: str, address: str | None,
+        cpus_per_cell: float, gpus_per_cell: float | None, max_retries: int,
         config_from_study: str | None) -> int:
     """Train and evaluate methods x datasets x splits x seeds; record every cell in MLflow.
 
@@ -87,12 +99,16 @@ def run(plugins: list[str], datasets: list[str], splits: list[str], seeds: list[
         plugins, profile, override_map = apply_study_config(tuned, plugins, profile, override_map)
         extra_tags = {"bench.config_from_study": str(tuned["study"]), "bench.config_from_trial": str(tuned["trial"])}
         click.echo(f"config from study {tuned['study']!r} trial {tuned['trial']}: {tuned['overrides']}")
-    if jobs is None and storage is not None and not config_from_study:
-        jobs = 1
-    if jobs != 0:  # --jobs 0 only queues cells, for workers that may run on other machines
+    if address is not None and executor != "ray":
+        raise click.BadParameter("--address needs --executor ray", param_hint="--address")
+    if executor == "local":  # on Ray, the cluster's nodes have the devices, not necessarily this machine
         from bench_core.timing import resolve_device
 
         resolve_device(device)  # --device cuda without CUDA: exit 2 now, even if every cell is FINISHED
+    else:
+        from bench_core.ray_executor import import_ray
+
+        import_ray()  # exit 2 with the install command when ray is missing
     request = GridRequest(
         plugins=plugins, datasets=datasets, splits=splits, seeds=seeds, profile=profile,
         val_fraction=val_fraction, val_carve=val_carve, overrides=override_map, rerun=rerun, device=device,
@@ -115,16 +131,12 @@ def run(plugins: list[str], datasets: list[str], splits: list[str], seeds: list[
         source = "--profile" if profile else "recommended by the dataset"
         click.echo(f"{name}: profile {chosen!r} ({source})")
     click.echo(f"store: {tracker.uri}  experiment: {experiment}")
-    if jobs is not None:
-        import optuna
+    if executor == "ray":
+        from bench_core.ray_executor import RayOptions, run_grid_ray
 
-        from bench_core.distributed import run_grid_distributed
-
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        reporter.close()  # workers print their own progress
-        outcome = run_grid_distributed(host, request, tracker, storage, jobs, None, click.echo, extra_tags)
-        if jobs == 0:
-            return 0 if not outcome.interrupted else 130
+        options = RayOptions(address=address, cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell,
+                             max_retries=max_retries)
+        outcome = run_grid_ray(host, request, tracker, options, reporter, click.echo, extra_tags)
     else:
         from bench_core.tuning import TaggingTracker
 

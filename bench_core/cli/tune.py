@@ -8,8 +8,13 @@ from pathlib import Path
 
 import click
 
-from bench_core.cli.worker import storage_option
-from bench_core.tuning import DEFAULT_TUNE_EXPERIMENT, METRICS, PRUNERS
+from bench_core.tuning import DEFAULT_TUNE_EXPERIMENT, ENV_STORAGE, METRICS, PRUNERS
+
+storage_option = click.option(
+    "--storage", envvar=ENV_STORAGE, show_envvar=True, default=None, metavar="URL",
+    help="Optuna storage: sqlite:////abs/optuna.db, postgresql+psycopg2://user@host:5432/db or journal:PATH "
+         "(default: sqlite:///$BENCH_HOME/optuna.db).",
+)
 
 
 @click.group(invoke_without_command=True)
@@ -32,7 +37,16 @@ from bench_core.tuning import DEFAULT_TUNE_EXPERIMENT, METRICS, PRUNERS
 @click.option("--pruner", type=click.Choice(PRUNERS), default="median", show_default=True,
               help="Stop unpromising trials early on their per-epoch validation OA.")
 @click.option("--jobs", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Processes running trials at once (more than 1 starts `bench worker` processes).")
+              help="Trials running at once: more than 1 runs them as Ray tasks sharing the study's storage "
+                   "(a local Ray instance, or the cluster of --address; pip install -e '.[ray]').")
+@click.option("--address", default=None, metavar="auto|HOST:PORT",
+              help="Ray cluster whose nodes run the --jobs trial tasks ('auto' after `ray start`); the storage "
+                   "must then be reachable from every node (PostgreSQL).")
+@click.option("--cpus-per-trial", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="CPUs each Ray trial task reserves (and torch threads it uses).")
+@click.option("--gpus-per-trial", type=click.FloatRange(min=0), default=None,
+              help="GPUs each Ray trial task reserves (default: 1 when the cluster has GPUs and --device is "
+                   "auto or cuda, else 0).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Split seed and sampler seed.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Fixed config value under the sampled ones, e.g. --set train.epochs=3 (repeatable).")
@@ -53,7 +67,8 @@ from bench_core.tuning import DEFAULT_TUNE_EXPERIMENT, METRICS, PRUNERS
 @click.pass_context
 def tune(ctx: click.Context, method: str | None, dataset: str | None, split: str, trials: int,
          timeout: float | None, storage: str | None, study: str | None, metric: str, profile: str | None,
-         pruner: str, jobs: int, seed: int, overrides: tuple[str, ...], val_fraction: float, val_carve: str,
+         pruner: str, jobs: int, address: str | None, cpus_per_trial: float,
+         gpus_per_trial: float | None, seed: int, overrides: tuple[str, ...], val_fraction: float, val_carve: str,
          device: str,
          data_dir: Path | None, export_path: Path | None, tracking_uri: str | None, experiment: str) -> int:
     """Tune a method with Optuna: train on training pixels, score on validation pixels carved from them.
@@ -90,7 +105,12 @@ def tune(ctx: click.Context, method: str | None, dataset: str | None, split: str
     for name, error in host.errors.items():
         click.echo(f"warning: plugin {name!r} failed to load: {error.splitlines()[0]}", err=True)
     tracker = MLflowTracker(tracking_uri, experiment)
-    outcome = run_tuning(host, request, tracker, storage, jobs, Heartbeat.from_env(), lambda m: click.echo(m))
+    if jobs > 1 or address is not None:
+        from bench_core.ray_executor import import_ray
+
+        import_ray()  # exit 2 with the install command when ray is missing
+    outcome = run_tuning(host, request, tracker, storage, jobs, Heartbeat.from_env(), lambda m: click.echo(m),
+                         address, cpus_per_trial, gpus_per_trial)
     counts = ", ".join(f"{n} {state.lower()}" for state, n in sorted(outcome.counts.items()))
     click.echo(f"study {outcome.study!r} ({outcome.storage}): {counts or 'no trials'}")
     if outcome.best_trial is not None:

@@ -78,3 +78,18 @@ def write_zip(zip_path: Path, members: Mapping[str, Path]) -> None:
             info = zipfile.ZipInfo(arcname, date_time=(2021, 1, 1, 0, 0, 0))
             info.compress_type = zipfile.ZIP_DEFLATED
             zf.writestr(info, Path(path).read_bytes())
+
+
+def labels_with_counts(rng: np.random.Generator, shape: tuple[int, int], counts: Iterable[int]) -> np.ndarray:
+    """(H, W) int64 map holding exactly ``counts[k - 1]`` pixels of class k at random places (0 elsewhere)."""
+    counts = [int(c) for c in counts]
+    size = shape[0] * shape[1]
+    if sum(counts) > size:
+        raise ValueError(f"{sum(counts)} labelled pixels do not fit a {shape[0]} x {shape[1]} map")
+    flat = np.zeros(size, dtype=np.int64)
+    places = rng.permutation(size)
+    at = 0
+    for cls, n in enumerate(counts, start=1):
+        flat[places[at:at + n]] = cls
+        at += n
+    return flat.reshape(shape)

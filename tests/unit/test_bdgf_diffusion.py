@@ -48,6 +48,11 @@ def test_volume_depth_pow2(bands: int, depth: int) -> None:
     assert dif.volume_depth("pow2", bands) == depth
 
 
+@pytest.mark.parametrize(("bands", "depth"), [(33, 40), (5, 8), (8, 8), (9, 16), (184, 184), (169, 176)])
+def test_volume_depth_mult8(bands: int, depth: int) -> None:
+    assert dif.volume_depth("mult8", bands) == depth
+
+
 def test_volume_depth_explicit_and_errors() -> None:
     assert dif.volume_depth(16, 9) == 16
     assert dif.volume_depth(256, 185) == 256

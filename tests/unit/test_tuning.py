@@ -1,5 +1,5 @@
-"""Tuning and the grid queue, in-process: storage helpers, the objective, pruning, the MLflow
-bridge, stale-trial handling and the worker's claim/skip rules (no subprocesses here)."""
+"""Tuning in-process: storage helpers, the objective, pruning, the MLflow bridge and stale-trial
+handling (no subprocesses here); the cell descriptions Ray tasks rebuild cells from."""
 
 from __future__ import annotations
 
@@ -15,14 +15,7 @@ from optuna.trial import TrialState
 from torch import nn
 
 from bench_core import ConfigError, DatasetContext, MethodSpec, hookimpl, load_plugins
-from bench_core.distributed import (
-    ATTR_SKIPPED,
-    Worker,
-    WorkerOptions,
-    enqueue_grid,
-    grid_study_name,
-    rebuild_cell,
-)
+from bench_core.ray_executor import CellKeyMismatch, cell_payload, cell_resources, close_batch_runs, rebuild_cell
 from bench_core.runner import GridRequest, expand_grid
 from bench_core.tracking import MLflowTracker, bench_home
 from bench_core.tuning import (
@@ -32,7 +25,6 @@ from bench_core.tuning import (
     ATTR_PARENT_RUN,
     ATTR_RUN_ID,
     ATTR_TRACKING_URI,
-    KIND_GRID,
     TAG_PARENT,
     TAG_STATE,
     TAG_STUDY,
@@ -167,11 +159,6 @@ def test_journal_storage_works_for_tuning_but_has_no_heartbeat(tmp_path: Path) -
 def test_sqlite_storage_with_a_heartbeat_detects_dead_workers(storage_url: str) -> None:
     assert has_heartbeat(open_storage(storage_url, Heartbeat(1, 3)))
     assert not has_heartbeat(open_storage(storage_url))
-
-
-def test_grid_on_a_journal_storage_is_refused(host, tracker: MLflowTracker, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="no heartbeat"):
-        enqueue_grid(host, GridRequest(plugins=["constant"]), tracker, f"journal:{tmp_path / 'j.log'}")
 
 
 @pytest.mark.parametrize(("interval", "grace"), [(0, 5), (5, 5), (5, 2)])
@@ -401,74 +388,59 @@ def test_tagging_tracker_adds_tags_and_reports_the_run_id(tracker: MLflowTracker
     assert wrapped.uri == tracker.uri and wrapped.finished_cell_keys() == set()
 
 
-# ----------------------------------------------------------------------------- grid queue
+# ----------------------------------------------------------------------------- Ray executor (no cluster)
 
 
-def test_enqueue_skips_finished_and_already_queued_cells(host, tracker: MLflowTracker, storage_url: str) -> None:
-    request = GridRequest(plugins=["constant"], seeds=[0, 1, 2])
-    cells = expand_grid(host, request)
-    done = tracker.start_run("done", {"bench.cell_key": cells[0].key})
-    done.end("FINISHED")
-    first = enqueue_grid(host, request, tracker, storage_url)
-    assert [c.key for c in first.finished] == [cells[0].key]
-    assert [c.key for c in first.enqueued] == [cells[1].key, cells[2].key]
-    again = enqueue_grid(host, request, tracker, storage_url)
-    assert again.enqueued == [] and [c.key for c in again.already_queued] == [cells[1].key, cells[2].key]
-    study = optuna.load_study(study_name=grid_study_name("tune-test"), storage=storage_url)
-    assert study.user_attrs[ATTR_KIND] == KIND_GRID
-    assert [t.user_attrs[ATTR_CELL_KEY] for t in study.trials] == [cells[1].key, cells[2].key]
-
-
-def test_rebuild_cell_refuses_a_cell_queued_by_other_versions(host, tracker: MLflowTracker, storage_url: str) -> None:
+def test_rebuild_cell_refuses_a_cell_described_by_other_versions(host) -> None:
     request = GridRequest(plugins=["constant"], seeds=[4], overrides={"train": {"epochs": 1}})
-    report = enqueue_grid(host, request, tracker, storage_url)
-    (trial,) = optuna.load_study(study_name=report.study, storage=storage_url).trials
-    payload, key = trial.user_attrs["bench.cell"], trial.user_attrs[ATTR_CELL_KEY]
-    cell, rebuilt = rebuild_cell(host, payload, key)
-    assert cell == report.enqueued[0] and rebuilt.overrides == {"train": {"epochs": 1}}
-    with pytest.raises(StudyError, match="Install the same versions on every worker"):
+    (cell,) = expand_grid(host, request)
+    payload = json.loads(json.dumps(cell_payload(cell, request)))  # what travels to the Ray task
+    rebuilt, rebuilt_request = rebuild_cell(host, payload, cell.key)
+    assert rebuilt == cell and rebuilt_request.overrides == {"train": {"epochs": 1}}
+    with pytest.raises(CellKeyMismatch, match="Install the same versions on every node"):
         rebuild_cell(host, payload, "0" * 20)
 
 
-def _worker(host, storage_url: str, study: str) -> Worker:
-    return Worker(host, WorkerOptions(storage_url, (study,), heartbeat=Heartbeat(1, 5)), echo=lambda _m: None)
+@pytest.mark.parametrize(
+    ("device", "gpus_per_cell", "cluster_gpus", "expected"),
+    [
+        ("auto", None, 0, (1.0, 0.0, "cpu")),
+        ("auto", None, 8, (1.0, 1.0, "auto")),  # one cell per GPU
+        ("cuda", None, 4, (1.0, 1.0, "cuda")),
+        ("cuda:3", None, 4, (1.0, 1.0, "cuda")),  # Ray picks the GPU; the task sees it as cuda
+        ("cpu", None, 4, (1.0, 0.0, "cpu")),
+        ("auto", 0.5, 2, (1.0, 0.5, "auto")),  # two cells share a GPU
+    ],
+)
+def test_cell_resources_ask_for_a_gpu_per_cell_on_gpu_clusters(device, gpus_per_cell, cluster_gpus, expected) -> None:
+    from bench_core.ray_executor import RayOptions
+
+    options = RayOptions(gpus_per_cell=gpus_per_cell)
+    assert cell_resources(GridRequest(device=device), options, {"CPU": 16, "GPU": cluster_gpus}) == expected
 
 
-def test_a_worker_never_runs_a_cell_that_is_already_finished(host, tracker: MLflowTracker, storage_url: str) -> None:
-    request = GridRequest(plugins=["constant"], seeds=[0])
-    report = enqueue_grid(host, request, tracker, storage_url)
-    # Another worker finished the cell after it was queued.
-    earlier = tracker.start_run("earlier", {"bench.cell_key": report.enqueued[0].key})
-    earlier.log_metrics({"test_oa": 12.5})
-    earlier.end("FINISHED")
-    result = _worker(host, storage_url, report.study).run()
-    assert (result.skipped, result.finished) == (1, 0)
-    (trial,) = optuna.load_study(study_name=report.study, storage=storage_url).trials
-    assert trial.state == TrialState.COMPLETE and trial.value == 12.5
-    assert trial.user_attrs[ATTR_SKIPPED] == earlier.run_id
-    assert len(tracker.runs()) == 1  # nothing ran
+def test_cell_resources_refuse_what_the_cluster_cannot_give() -> None:
+    from bench_core.ray_executor import RayOptions
+
+    with pytest.raises(ConfigError, match="has 0"):
+        cell_resources(GridRequest(device="cuda"), RayOptions(gpus_per_cell=1), {"CPU": 4})
+    with pytest.raises(ConfigError, match="did not reserve"):
+        cell_resources(GridRequest(device="cuda"), RayOptions(gpus_per_cell=0), {"CPU": 4, "GPU": 1})
+    with pytest.raises(ConfigError, match="CPU"):
+        cell_resources(GridRequest(), RayOptions(cpus_per_cell=8), {"CPU": 4})
 
 
-def test_a_worker_runs_queued_cells_into_tagged_runs(host, tracker: MLflowTracker, storage_url: str) -> None:
-    request = GridRequest(plugins=["constant"], seeds=[0, 1])
-    report = enqueue_grid(host, request, tracker, storage_url, extra_tags={"bench.config_from_study": "s"})
-    result = _worker(host, storage_url, report.study).run()
-    assert (result.finished, result.failed, result.exit_code) == (2, 0, 0)
-    study = optuna.load_study(study_name=report.study, storage=storage_url)
-    for trial in study.trials:
-        run = tracker.client.get_run(trial.user_attrs[ATTR_RUN_ID])
-        assert trial.state == TrialState.COMPLETE and trial.value == pytest.approx(run.data.metrics["test_oa"])
-        assert run.info.status == "FINISHED"
-        assert run.data.tags["bench.cell_key"] == trial.user_attrs[ATTR_CELL_KEY]
-        assert run.data.tags[TAG_STUDY] == report.study and run.data.tags[TAG_TRIAL] == str(trial.number)
-        assert run.data.tags["bench.config_from_study"] == "s" and run.data.tags["bench.worker"]
-    assert tracker.finished_cell_keys() == {c.key for c in report.cells}
-
-
-def test_a_worker_asked_for_a_missing_study_names_the_ones_there(host, storage_url: str) -> None:
-    optuna.create_study(study_name="other", storage=storage_url).set_user_attr(ATTR_KIND, KIND_GRID)
-    with pytest.raises(StudyError, match=r"study 'nope' not found .*\['other'\]"):
-        _worker(host, storage_url, "nope").run()
+def test_close_batch_runs_closes_only_the_runs_of_that_batch_and_cell(tracker: MLflowTracker) -> None:
+    lost = tracker.start_run("a", {"bench.grid.batch": "b1", "bench.cell_key": "k1"})
+    other_cell = tracker.start_run("b", {"bench.grid.batch": "b1", "bench.cell_key": "k2"})
+    other_batch = tracker.start_run("c", {"bench.grid.batch": "b2", "bench.cell_key": "k1"})
+    assert close_batch_runs(tracker, "b1", "FAILED", "process lost: retried", "k1") == ["a"]
+    closed = tracker.client.get_run(lost.run_id)
+    assert closed.info.status == "FAILED" and "retried" in closed.data.tags["bench.error"]
+    assert tracker.client.get_run(other_cell.run_id).info.status == "RUNNING"
+    assert tracker.client.get_run(other_batch.run_id).info.status == "RUNNING"
+    assert close_batch_runs(tracker, "b1", "KILLED", "interrupted") == ["b"]
+    assert tracker.client.get_run(other_cell.run_id).info.status == "KILLED"
 
 
 def test_resuming_a_study_samples_new_points(host, tracker: MLflowTracker, storage_url: str) -> None:
@@ -481,3 +453,10 @@ def test_resuming_a_study_samples_new_points(host, tracker: MLflowTracker, stora
     resumed = tune(4)
     assert len(resumed) == 4 and resumed[:2] == first
     assert resumed[2:] != first  # a sampler seeded as at the start would replay the same points
+
+
+def test_address_without_the_ray_executor_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from bench_core.cli import main
+
+    assert main(["run", "--plugins", "svm", "--address", "auto"]) == 2
+    assert "--address needs --executor ray" in capsys.readouterr().err

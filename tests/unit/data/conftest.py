@@ -19,6 +19,9 @@ FAKE_MODULES = {
     "houston2013": "tests.data.houston2013.make_fake",
     "muufl": "tests.data.muufl.make_fake",
     "trento": "tests.data.trento.make_fake",
+    "dfc2018": "tests.data.dfc2018.make_fake",
+    "yellow-river": "tests.data.yellow_river.make_fake",
+    "lcz-hk": "tests.data.lcz_hk.make_fake",
 }
 NO_VERIFY = {"BENCH_VERIFY_CHECKSUMS": "0"}
 """Fake files never match the published sha256: load them with verification off."""
@@ -34,7 +37,7 @@ def real_loader(dataset: str) -> RealDataset:
         from bench_plugins.datasets.hong2021 import make_loader
 
         return make_loader(dataset)
-    module = importlib.import_module(f"bench_plugins.datasets.{dataset}")
+    module = importlib.import_module(f"bench_plugins.datasets.{dataset.replace('-', '_')}")
     return module.make_loader()
 
 

@@ -401,7 +401,7 @@ _FAST_TRAIN: dict[str, Any] = {
     "milestones": [6, 9], "gamma": 0.5, "steps_per_epoch": 8, "patch_size": 9,
 }
 _FAST_MODEL: dict[str, Any] = {
-    **_PAPER_MODEL, "embed_dim": 32, "heads": 4, "ddpm_channels": [2, 4, 8, 16], "ddpm_depth": 40,
+    **_PAPER_MODEL, "embed_dim": 32, "heads": 4, "ddpm_channels": [2, 4, 8, 16], "ddpm_depth": "mult8",
     "ddpm_tile": 16, "ddpm_epochs": 16, "ddpm_batch": 8, "ddpm_lr": 1e-3, "dif_timestep": 50,
 }
 
@@ -475,8 +475,8 @@ def method_spec() -> MethodSpec:
             "per-class:100). The paper's 30,000 DDPM epochs need days on a GPU; profile ddpm-short trains 1,000. "
             + _CHOICES
             + "Fast profile (our choice, sized to one synthetic cell in under a minute on 2 CPU cores, never "
-            "tuned on any score): DDPM widths [2, 4, 8, 16], depth 40, 16x16 tiles, 16 DDPM epochs at lr 1e-3, "
-            "batch 8, features at t = 50 (F = 160); network width 32 with 4 heads; 12 epochs of 8 steps at batch "
+            "tuned on any score): DDPM widths [2, 4, 8, 16], depth = the next multiple of 8 (model.ddpm_depth = 'mult8': 40 on the synthetic scene), 16x16 tiles, 16 DDPM epochs at lr 1e-3, "
+            "batch 8, features at t = 50 (F = 4 S = 160 on the synthetic scene); network width 32 with 4 heads; 12 epochs of 8 steps at batch "
             "32, Adam 1e-3, milestones [6, 9]."
         ),
     )

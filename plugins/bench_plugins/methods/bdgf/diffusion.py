@@ -165,14 +165,17 @@ def volume_depth(rule: int | str, bands: int) -> int:
     """U-Net depth S for ``bands`` merged rows (C_x + C_h).
 
     ``"pow2"``: the next power of two >= bands and >= 8 (reproduces the paper's S = 256 for
-    Augsburg and Berlin). An int: that depth, which must be a multiple of 8 and >= bands.
+    Augsburg and Berlin). ``"mult8"``: the next multiple of 8 (the least padding the U-Net
+    allows; any scene). An int: that depth, which must be a multiple of 8 and >= bands.
     """
     bands = _positive_int("merged band count", bands)
     if rule == "pow2":
         return max(_DEPTH_MULTIPLE, 1 << (bands - 1).bit_length())
+    if rule == "mult8":
+        return max(_DEPTH_MULTIPLE, -(-bands // _DEPTH_MULTIPLE) * _DEPTH_MULTIPLE)
     if isinstance(rule, bool) or not isinstance(rule, (int, np.integer)):
         raise ConfigError(
-            f'bdgf model.ddpm_depth = {rule!r}: expected "pow2" or an int (a multiple of 8 >= {bands})'
+            f'bdgf model.ddpm_depth = {rule!r}: expected "pow2", "mult8" or an int (a multiple of 8 >= {bands})'
         )
     if rule < bands or rule % _DEPTH_MULTIPLE:
         raise ConfigError(

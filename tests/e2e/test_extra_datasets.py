@@ -1,0 +1,105 @@
+"""`bench run` on fake dfc2018, yellow-river and lcz-hk files of every layout: every pixel/patch method finishes.
+
+The fakes are scaled down (the loaders take any grid; the published shape and per-class counts
+then differ and are recorded, with BENCH_VERIFY_CHECKSUMS=0). One test loads a real-size LCZ HK
+fake with BDGF's exact per-class totals with verification on.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from bench_core.cli import main
+from bench_core.tracking import MLflowTracker
+from tests.data.dfc2018 import make_fake as dfc_fake
+from tests.data.lcz_hk import make_fake as lcz_fake
+from tests.data.yellow_river import make_fake as yre_fake
+
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
+
+PIXEL_AND_PATCH = "svm,two-branch-cnn,mft,s2mamba,bdgf"
+"""Every built-in pixel and patch method."""
+FAKES = {
+    ("dfc2018", "official"): (dfc_fake.make_fake, {}, "official"),
+    ("dfc2018", "ouc"): (dfc_fake.make_fake, {}, "ouc"),
+    ("yellow-river", "hhk"): (yre_fake.make_fake, {}, "hhk"),
+    ("lcz-hk", "mdl-rs"): (lcz_fake.make_fake, {}, "mdl-rs"),
+    ("lcz-hk", "custom"): (lcz_fake.make_fake, lcz_fake.CUSTOM_ENV, "mdl-rs+cfg-"),
+}
+
+
+@pytest.fixture
+def bench(tmp_path: Path, empty_store: Path, monkeypatch: pytest.MonkeyPatch,
+          capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str]]:
+    """``bench(*args) -> (exit code, stdout + stderr)`` against this test's store."""
+    db = tmp_path / "mlflow.db"
+    shutil.copy(empty_store, db)
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setenv("BENCH_VERIFY_CHECKSUMS", "0")  # scaled-down fakes: not the published shape and counts
+    for var in ("BENCH_DATA_DIR", "BENCH_NORMALISATION", "BENCH_DFC2018_X", *lcz_fake.CUSTOM_ENV):
+        monkeypatch.delenv(var, raising=False)
+
+    def run(*args: str) -> tuple[int, str]:
+        capsys.readouterr()
+        code = main([*args, "--tracking-uri", f"sqlite:///{db}"])
+        captured = capsys.readouterr()
+        return code, captured.out + captured.err
+
+    run.uri = f"sqlite:///{db}"  # type: ignore[attr-defined]
+    return run
+
+
+@pytest.mark.parametrize(("dataset", "layout"), sorted(FAKES))
+def test_a_cell_of_every_pixel_and_patch_method_finishes(dataset: str, layout: str, bench, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    make, env, layout_name = FAKES[(dataset, layout)]
+    make(tmp_path / "data" / dataset, layout=layout)
+    for var, value in env.items():
+        monkeypatch.setenv(var, value)
+    common = ["--datasets", dataset, "--data-dir", str(tmp_path / "data"), "--profile", "fast",
+              "--splits", "per-class:5"]
+    code, out = bench("run", "--plugins", PIXEL_AND_PATCH, *common)
+    assert code == 0, out
+    runs = MLflowTracker(bench.uri, "bench").runs()  # type: ignore[attr-defined]
+    methods = {r.data.params["method"] for r in runs}
+    assert {"svm", "two-branch-cnn", "mft", "s2mamba", "bdgf"} <= methods
+    for r in runs:
+        assert r.info.status == "FINISHED", (r.info.run_name, r.data.tags.get("bench.error"))
+        p = r.data.params
+        assert p["dataset"] == dataset and p["data.layout"].startswith(layout_name)
+        assert p["data.verified"].startswith("no (") and "test_oa" in r.data.metrics
+        if dataset == "dfc2018":
+            assert p["data.hsi_storage"] == "float16" and p["data.x"] == ("ndsm" if layout == "official"
+                                                                           else "houston_lidar")
+
+
+def test_lcz_hk_at_the_real_size_with_bdgfs_totals_runs_verified(bench, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from bench_plugins.datasets.lcz_hk import FACTS
+
+    monkeypatch.delenv("BENCH_VERIFY_CHECKSUMS")  # verification on: shape and the 13 totals must match
+    lcz_fake.make_fake(tmp_path / "data" / "lcz-hk", shape=FACTS.shape, counts=FACTS.labelled)  # type: ignore[arg-type]
+    code, out = bench("run", "--plugins", "svm", "--datasets", "lcz-hk", "--data-dir", str(tmp_path / "data"),
+                      "--profile", "fast", "--splits", "per-class:50")
+    assert code == 0, out
+    (run,) = MLflowTracker(bench.uri, "bench").runs()  # type: ignore[attr-defined]
+    assert run.info.status == "FINISHED"
+    assert run.data.params["data.verified"] == "yes" and run.data.params["data.layout"] == "mdl-rs"
+    assert run.data.metrics["n_train"] + run.data.metrics["n_val"] == 13 * 50
+
+
+def test_a_dataset_whose_counts_differ_fails_its_cells_naming_the_class(bench, tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("BENCH_VERIFY_CHECKSUMS")
+    yre_fake.make_fake(tmp_path / "data" / "yellow-river")
+    code, out = bench("run", "--plugins", "svm", "--datasets", "yellow-river", "--data-dir", str(tmp_path / "data"),
+                      "--profile", "fast", "--splits", "per-class:5")
+    assert code == 1 and "FAILED" in out
+    (run,) = MLflowTracker(bench.uri, "bench").runs()  # type: ignore[attr-defined]
+    error = run.data.tags["bench.error"]
+    assert "class 1 'Spartina alterniflora': labelled pixels expected 39784, found" in error
+    assert not any(k.startswith("test_") for k in run.data.metrics)
