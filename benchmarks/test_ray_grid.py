@@ -26,6 +26,8 @@ SEEDS = "0,1,2,3,4"
 # Every method by default; BENCH_RAY_GRID_PLUGINS narrows it (a shared 2-core machine cannot
 # run comix/m3amba/bdgf x 5 seeds twice in an hour: see docs/performance.md).
 PLUGINS = os.environ.get("BENCH_RAY_GRID_PLUGINS", "all")
+# BENCH_RAY_GRID_SEQ1=0 skips the third, one-thread sequential run (it costs as much as the first).
+RUN_SEQUENTIAL_1THREAD = os.environ.get("BENCH_RAY_GRID_SEQ1", "1") != "0"
 GRID = ["--plugins", PLUGINS, "--datasets", "synthetic", "--seeds", SEEDS, "--device", "cpu"]
 
 
@@ -45,9 +47,12 @@ def test_synthetic_grid_sequential_vs_ray(benchmark, tmp_path: Path) -> None:
 
     def both() -> None:
         results["sequential_s"], seq_out = _timed(GRID, tmp_path / "seq", OMP_NUM_THREADS=str(cpus))
+        results["load_average_after_sequential"] = os.getloadavg()[0]
         results["ray_s"], ray_out = _timed([*GRID, "--executor", "ray"], tmp_path / "ray", OMP_NUM_THREADS="1")
-        # The sequential run on one torch thread too: what Ray's parallelism adds by itself.
-        results["sequential_1thread_s"], _ = _timed(GRID, tmp_path / "seq1", OMP_NUM_THREADS="1")
+        results["load_average_after_ray"] = os.getloadavg()[0]
+        if RUN_SEQUENTIAL_1THREAD:
+            # The sequential run on one torch thread too: what Ray's parallelism adds by itself.
+            results["sequential_1thread_s"], _ = _timed(GRID, tmp_path / "seq1", OMP_NUM_THREADS="1")
         results["ray_cells_finished"] = float(ray_out.count("FINISHED test_oa"))
         results["sequential_cells_finished"] = float(seq_out.count("FINISHED test_oa"))
 
@@ -56,7 +61,8 @@ def test_synthetic_grid_sequential_vs_ray(benchmark, tmp_path: Path) -> None:
     write_result("ray_grid_synthetic", {
         "grid": " ".join(GRID), "cpus": cpus, "ray_cpus_per_cell": 1, "sequential_torch_threads": cpus,
         **results, "ratio_ray_over_sequential": round(ratio, 3),
-        "ratio_ray_over_sequential_1thread": round(results["ray_s"] / results["sequential_1thread_s"], 3),
+        **({"ratio_ray_over_sequential_1thread": round(results["ray_s"] / results["sequential_1thread_s"], 3)}
+           if RUN_SEQUENTIAL_1THREAD else {}),
         "load_average_at_end": os.getloadavg()[0],
     })
     print(f"sequential {results['sequential_s']:.1f} s, ray {results['ray_s']:.1f} s, ratio {ratio:.3f}")
