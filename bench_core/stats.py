@@ -348,3 +348,69 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     out = np.empty(m, dtype=np.float64)
     out[order] = np.minimum(adjusted_sorted, 1.0)
     return out
+
+
+# ----------------------------------------------------------------------------- against a reference
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One method (B) against a board's reference method (A, rank 1): the tests that could be run.
+
+    ``mcnemar``: per-seed McNemar tests combined over the common seeds (None when predictions
+    are missing or not paired); ``wilcoxon``: the signed-rank test of A's minus B's test OA
+    over the common seeds (None below :data:`WILCOXON_MIN_N` seeds).
+    """
+
+    mcnemar: SeedCombinedMcNemar | None = None
+    wilcoxon: WilcoxonResult | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a board shows for one :class:`Comparison` after Holm correction.
+
+    ``mark``: ``"≈"`` (adjusted p ≥ alpha), ``"<"`` (B significantly less accurate than A),
+    ``">"`` (B significantly more accurate on the seeds both have) or ``"untested"``;
+    ``test``: ``"McNemar"``, ``"Wilcoxon"`` or ``""``; ``p_holm``: the adjusted p of that test.
+    """
+
+    mark: str
+    test: str
+    p_holm: float
+    p_mcnemar_holm: float
+    p_wilcoxon_holm: float
+
+
+def judge_against_reference(comparisons: Sequence[Comparison], alpha: float) -> list[Verdict]:
+    """Verdicts for the comparisons of one board, in order.
+
+    McNemar and Wilcoxon are two families: each is Holm-corrected over the comparisons it
+    applies to. A comparison is judged by McNemar where it applies (the same test pixels),
+    else by Wilcoxon, else it is ``untested``.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise MetricError(f"alpha = {alpha!r}; expected a significance level in (0, 1), e.g. 0.05")
+    nan = float("nan")
+    adjusted: dict[str, list[float]] = {}
+    for name, results in (
+        ("McNemar", [c.mcnemar for c in comparisons]),
+        ("Wilcoxon", [c.wilcoxon for c in comparisons]),
+    ):
+        tested = [i for i, r in enumerate(results) if r is not None]
+        column = [nan] * len(comparisons)
+        for i, p in zip(tested, holm([results[i].p_value for i in tested])):  # type: ignore[union-attr]
+            column[i] = float(p)
+        adjusted[name] = column
+    verdicts = []
+    for i, c in enumerate(comparisons):
+        p_m, p_w = adjusted["McNemar"][i], adjusted["Wilcoxon"][i]
+        used = c.mcnemar if c.mcnemar is not None else c.wilcoxon
+        if used is None:
+            verdicts.append(Verdict("untested", "", nan, p_m, p_w))
+            continue
+        test, p = ("McNemar", p_m) if c.mcnemar is not None else ("Wilcoxon", p_w)
+        # ">" only when the seeds both have favour B: a tie or mixed seeds keep "<" for the reference.
+        mark = "≈" if p >= alpha else "<" if used.favours != "b" else ">"
+        verdicts.append(Verdict(mark, test, p, p_m, p_w))
+    return verdicts

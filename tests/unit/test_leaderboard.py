@@ -21,6 +21,7 @@ from bench_core.leaderboard import (
     ReportedNumber,
     Selection,
     build_board_set,
+    builtin_folder,
     default_paper_numbers,
     display_rows,
     find_board_spec,
@@ -297,8 +298,8 @@ def test_bad_board_specs_name_the_file_the_key_and_the_fix(tmp_path: Path, text:
 
 
 def test_committed_board_specs_load_and_are_found_by_name() -> None:
-    specs = sorted(p for p in (REPO / "leaderboards").glob("*.toml") if p.stem != "paper_numbers")
-    assert specs, "leaderboards/ ships board specs"
+    specs = sorted(p for p in builtin_folder().glob("*.toml") if p.name != "paper_numbers.toml")
+    assert specs, "the package ships board specs"
     for path in specs:
         spec = load_board_spec(path)
         assert spec.title and (spec.grid is not None or spec.boards)
@@ -308,7 +309,7 @@ def test_committed_board_specs_load_and_are_found_by_name() -> None:
 
 
 def test_grid_spec_selects_its_boards() -> None:
-    spec = load_board_spec(REPO / "leaderboards" / "synthetic.toml")
+    spec = load_board_spec(builtin_folder() / "synthetic.toml")
     runs = runs_frame([fake_run("a", 0), fake_run("a", 0, profile="paper"), fake_run("a", 0, dataset="augsburg")])
     board_set = build_board_set(runs, spec=spec, significance=False)
     assert [b.key for b in board_set.boards] == [BoardKey("synthetic", "official", "fast")]
@@ -337,8 +338,8 @@ def test_sort_reorders_rows_but_rank_stays_by_oa() -> None:
 
 
 def test_committed_paper_numbers_load_with_their_protocol_caveats() -> None:
-    path = default_paper_numbers()
-    assert path == REPO / "leaderboards" / "paper_numbers.toml"
+    path = default_paper_numbers(cwd=Path("/nonexistent"))
+    assert path == REPO / "bench_core" / "leaderboard" / "builtin" / "paper_numbers.toml"
     entries = load_paper_numbers(path)
     by = {(e.method, e.dataset, e.source): e for e in entries}
     m3 = by[("m3amba", "houston2013", "M3amba, Table II")]
@@ -401,7 +402,7 @@ def sig_board_set(tmp_path: Path):  # noqa: ANN201
 
 
 def _tiny_png() -> bytes:
-    from bench_core.report_html import _figure, _png
+    from bench_core.leaderboard.plots import _figure, _png
 
     fig = _figure(1, 1)
     fig.add_subplot(1, 1, 1).imshow(np.eye(3))
