@@ -26,7 +26,13 @@ from bench_core.leaderboard.frame import (
     ArtifactSource,
 )
 from bench_core.leaderboard.significance import significance_marks
-from bench_core.leaderboard.specs import SORT_COLUMNS, BoardSpec, ReportedNumber, Selection, parse_sort
+from bench_core.leaderboard.specs import (
+    SORT_COLUMNS,
+    BoardSpec,
+    ReportedNumber,
+    Selection,
+    parse_sort,
+)
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -24,7 +24,11 @@ from bench_core.leaderboard.formatting import (
     sort_value,
 )
 from bench_core.leaderboard.frame import ArtifactSource
-from bench_core.leaderboard.plots import plot_accuracy_vs_cost, plot_per_class, png_data_uri
+from bench_core.leaderboard.plots import (
+    plot_accuracy_vs_cost,
+    plot_per_class,
+    png_data_uri,
+)
 from bench_core.leaderboard.render import per_class_rows, reported_rows
 
 TEMPLATE = "leaderboard.html.j2"

@@ -17,7 +17,6 @@ import numpy as np
 
 from bench_core.errors import ConfigError
 from bench_core.leaderboard.boards import Board, BoardSet
-from bench_core.leaderboard.frame import PER_CLASS_PREFIX, ArtifactSource
 from bench_core.leaderboard.formatting import (
     format_count,
     format_mean_std,
@@ -26,6 +25,7 @@ from bench_core.leaderboard.formatting import (
     format_sci,
     method_label,
 )
+from bench_core.leaderboard.frame import PER_CLASS_PREFIX, ArtifactSource
 
 FORMATS = ("table", "md", "csv", "json", "html")
 

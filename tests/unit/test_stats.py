@@ -16,11 +16,14 @@ from hypothesis import strategies as st
 from bench_core.artifacts import save_predictions
 from bench_core.errors import MetricError
 from bench_core.stats import (
+    Comparison,
     McNemarResult,
     Predictions,
+    WilcoxonResult,
     combine_seeds,
     discordant_counts,
     holm,
+    judge_against_reference,
     load_predictions,
     mcnemar,
     mcnemar_chi2,
@@ -299,3 +302,32 @@ def test_holm_adjusted_p_values_reject_what_the_step_down_procedure_rejects(p: l
     assert np.all(adjusted >= np.asarray(p) - 1e-15) and np.all(adjusted <= 1.0)
     mine = {i for i, a in enumerate(adjusted) if a <= alpha * (1 + 1e-12)}
     assert mine == _holm_rejections_step_down(p, alpha)
+
+
+# ----------------------------------------------------------------------------- verdicts against rank 1
+
+
+def _w(p: float, w_plus: float, n: int = 6) -> WilcoxonResult:
+    return WilcoxonResult(n, w_plus, min(w_plus, n * (n + 1) / 2 - w_plus), p, "exact")
+
+
+def test_verdicts_holm_correct_each_family_and_prefer_mcnemar() -> None:
+    a_better, b_better = combine_seeds({0: _r(30, 2, 0.001)}), combine_seeds({0: _r(2, 30, 0.004)})
+    comparisons = [
+        Comparison(mcnemar=a_better, wilcoxon=_w(0.5, 12.0)),  # McNemar wins over Wilcoxon
+        Comparison(mcnemar=b_better),  # the other method is better on the paired pixels
+        Comparison(wilcoxon=_w(0.03, 21.0)),  # no predictions: Wilcoxon, alone in its family
+        Comparison(mcnemar=combine_seeds({0: _r(9, 8, 0.2)})),
+        Comparison(),
+    ]
+    verdicts = judge_against_reference(comparisons, 0.05)
+    # McNemar family: 0.001, 0.004, 0.2 -> Holm 0.003, 0.008, 0.2.
+    assert [v.p_mcnemar_holm for v in verdicts][:4] == pytest.approx([0.003, 0.008, math.nan, 0.2], nan_ok=True)
+    # Wilcoxon family: 0.5, 0.03 -> Holm 0.5, 0.06.
+    assert verdicts[0].p_wilcoxon_holm == pytest.approx(0.5) and verdicts[2].p_wilcoxon_holm == pytest.approx(0.06)
+    assert [(v.mark, v.test) for v in verdicts] == [
+        ("<", "McNemar"), (">", "McNemar"), ("≈", "Wilcoxon"), ("≈", "McNemar"), ("untested", ""),
+    ]
+    assert verdicts[2].p_holm == pytest.approx(0.06) and math.isnan(verdicts[4].p_holm)
+    with pytest.raises(MetricError, match="alpha = 1.5; expected a significance level in"):
+        judge_against_reference(comparisons, 1.5)
