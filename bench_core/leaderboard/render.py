@@ -18,6 +18,7 @@ import numpy as np
 from bench_core.errors import ConfigError
 from bench_core.leaderboard.boards import Board, BoardSet
 from bench_core.leaderboard.formatting import (
+    MISSING,
     format_count,
     format_mean_std,
     format_number,
@@ -65,12 +66,12 @@ def display_rows(board: Board) -> list[dict[str, str]]:
 
 
 def _reported_cell(r: Mapping[str, Any]) -> str:
-    oa = r.get("reported_oa", math.nan)
-    if oa is None or oa != oa:
-        return "-"
+    oa = format_number(r.get("reported_oa"))
+    if oa == MISSING:
+        return oa
     protocol = str(r.get("reported_protocol", ""))
     flag = " (protocol differs)" if protocol.startswith("differs") else ""
-    return f"{oa:.2f}{flag}"
+    return oa + flag
 
 
 def per_class_rows(board: Board) -> list[dict[str, str]]:
