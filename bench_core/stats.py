@@ -17,7 +17,11 @@ Conventions (see docs/leaderboards.md):
 * Several seeds: one McNemar test per seed; the pair's p-value is the largest per-seed p
   when every seed favours the same method, else 1 (an intersection-union test: "A beats
   B on every seed", valid at level alpha without a multiplicity correction).
-* Holm's step-down correction over the comparisons of one board.
+* Holm's step-down correction over the comparisons of one board, and the verdict of each
+  comparison against the board's rank 1 (:func:`judge_against_reference`).
+
+The p-values themselves are scipy's (``scipy.stats.binomtest``, ``chi2``, ``wilcoxon``);
+what is ours is the choice of form, the seed combination, Holm and the verdicts.
 """
 
 from __future__ import annotations
