@@ -17,7 +17,11 @@ Conventions (see docs/leaderboards.md):
 * Several seeds: one McNemar test per seed; the pair's p-value is the largest per-seed p
   when every seed favours the same method, else 1 (an intersection-union test: "A beats
   B on every seed", valid at level alpha without a multiplicity correction).
-* Holm's step-down correction over the comparisons of one board.
+* Holm's step-down correction over the comparisons of one board, and the verdict of each
+  comparison against the board's rank 1 (:func:`judge_against_reference`).
+
+The p-values themselves are scipy's (``scipy.stats.binomtest``, ``chi2``, ``wilcoxon``);
+what is ours is the choice of form, the seed combination, Holm and the verdicts.
 """
 
 from __future__ import annotations
@@ -80,17 +84,17 @@ def _check_counts(b: int, c: int) -> tuple[int, int]:
 def mcnemar_exact(b: int, c: int) -> McNemarResult:
     """Exact McNemar test: two-sided binomial test of ``b`` successes in ``b + c`` trials at p = 1/2.
 
-    ``p = min(1, 2 * P(X <= min(b, c)))`` with X ~ Binomial(b + c, 1/2); ``p = 1`` when no
-    pixel is discordant.
+    ``p = min(1, 2 * P(X <= min(b, c)))`` with X ~ Binomial(b + c, 1/2) (what
+    ``scipy.stats.binomtest`` gives for p = 1/2); ``p = 1`` when no pixel is discordant.
     """
-    from scipy.stats import binom
+    from scipy.stats import binomtest
 
     b, c = _check_counts(b, c)
     n = b + c
     if n == 0:
         return McNemarResult(b, c, 0.0, 1.0, MCNEMAR_EXACT)
-    p = min(1.0, 2.0 * float(binom.cdf(min(b, c), n, 0.5)))
-    return McNemarResult(b, c, float(min(b, c)), p, MCNEMAR_EXACT)
+    p = float(binomtest(min(b, c), n, 0.5, alternative="two-sided").pvalue)
+    return McNemarResult(b, c, float(min(b, c)), min(1.0, p), MCNEMAR_EXACT)
 
 
 def mcnemar_chi2(b: int, c: int) -> McNemarResult:
@@ -255,9 +259,9 @@ class WilcoxonResult:
     """Paired Wilcoxon signed-rank test (two-sided; zero differences dropped).
 
     ``statistic`` = min(W+, W-) as scipy reports it; ``n`` = pairs left after dropping
-    zero differences; ``method``: ``"exact"`` (the exact permutation distribution of W+
-    given the observed ranks, mid-ranks for ties) or ``"normal"`` (normal approximation
-    with tie correction, no continuity correction).
+    zero differences; ``method``: ``"exact"`` (the exact permutation distribution of the
+    signs given the observed ranks, mid-ranks for ties) or ``"normal"`` (normal
+    approximation with tie correction, no continuity correction).
     """
 
     n: int
@@ -266,37 +270,31 @@ class WilcoxonResult:
     p_value: float
     method: str
 
-
-def _exact_two_sided(ranks: np.ndarray, w_plus: float) -> float:
-    """Two-sided p of W+ under random signs, by counting sign patterns (dynamic programming).
-
-    Mid-ranks are multiples of 1/2, so doubled ranks are integers and ties need no special
-    case: this is the exact conditional distribution given the observed ranks.
-    """
-    doubled = np.rint(2 * ranks).astype(np.int64)
-    total = int(doubled.sum())
-    counts = np.zeros(total + 1, dtype=np.float64)
-    counts[0] = 1.0
-    for r in doubled:
-        counts[r:] = counts[r:] + counts[: total + 1 - r].copy()
-    probs = counts / counts.sum()
-    # The null distribution is symmetric about total/2, so the two tails are mirror images.
-    upper = int(np.rint(2 * max(w_plus, ranks.sum() - w_plus)))
-    return float(min(1.0, 2.0 * probs[upper:].sum()))
+    @property
+    def favours(self) -> str:
+        """``"a"`` (x above y), ``"b"`` or ``"none"``: which side of its null mean n(n+1)/4 W+ lies on."""
+        mean = self.n * (self.n + 1) / 4.0
+        return "a" if self.w_plus > mean else "b" if self.w_plus < mean else "none"
 
 
 #: ``method="auto"`` uses the exact distribution up to this many non-zero differences.
 WILCOXON_EXACT_MAX_N = 50
 
+#: With tied |differences| the exact p enumerates all 2**n sign patterns
+#: (``scipy.stats.PermutationMethod``); beyond this n ``"auto"`` falls back to the normal form.
+WILCOXON_TIES_EXACT_MAX_N = 16
+
 
 def wilcoxon_signed_rank(x: Sequence[float], y: Sequence[float], method: str = "auto") -> WilcoxonResult:
-    """Two-sided paired Wilcoxon signed-rank test of ``x - y`` (e.g. test OA per seed).
+    """Two-sided paired Wilcoxon signed-rank test of ``x - y`` (e.g. test OA per seed), by scipy.
 
     Zero differences are dropped (Wilcoxon's convention, scipy's default). ``method``:
-    ``"exact"`` (permutation distribution of the signs, exact with ties too),
-    ``"normal"`` or ``"auto"`` (exact up to 50 pairs). All differences zero gives p = 1.
+    ``"exact"`` (the permutation distribution of the signs: scipy's exact form without
+    ties, a full enumeration of the 2**n sign patterns with ties, up to
+    ``WILCOXON_TIES_EXACT_MAX_N`` pairs), ``"normal"`` or ``"auto"`` (exact up to 50 pairs,
+    or up to 16 when |differences| tie). All differences zero gives p = 1.
     """
-    from scipy.stats import norm, rankdata
+    from scipy.stats import PermutationMethod, rankdata, wilcoxon
 
     xa = np.asarray(x, dtype=np.float64)
     ya = np.asarray(y, dtype=np.float64)
@@ -309,23 +307,28 @@ def wilcoxon_signed_rank(x: Sequence[float], y: Sequence[float], method: str = "
     d = xa - ya
     d = d[d != 0]
     n = int(d.size)
+    ties = np.unique(np.abs(d)).size < n
     if method == "auto":
-        method = "exact" if n <= WILCOXON_EXACT_MAX_N else "normal"
+        exact_max = WILCOXON_TIES_EXACT_MAX_N if ties else WILCOXON_EXACT_MAX_N
+        method = "exact" if n <= exact_max else "normal"
     if n == 0:
         return WilcoxonResult(0, 0.0, 0.0, 1.0, method)
+    if method == "exact" and ties and n > WILCOXON_TIES_EXACT_MAX_N:
+        raise MetricError(
+            f"exact Wilcoxon test with tied differences on {n} pairs would enumerate 2**{n} sign patterns; "
+            f"expected at most {WILCOXON_TIES_EXACT_MAX_N} pairs: use method='normal' or 'auto'"
+        )
     ranks = rankdata(np.abs(d))
     w_plus = float(ranks[d > 0].sum())
-    w_minus = float(ranks[d < 0].sum())
-    stat = min(w_plus, w_minus)
-    if method == "exact":
-        return WilcoxonResult(n, w_plus, stat, _exact_two_sided(ranks, w_plus), "exact")
-    mean = n * (n + 1) / 4.0
-    _, tie_counts = np.unique(np.abs(d), return_counts=True)
-    var = n * (n + 1) * (2 * n + 1) / 24.0 - float(np.sum(tie_counts**3 - tie_counts)) / 48.0
-    if var <= 0:
-        return WilcoxonResult(n, w_plus, stat, 1.0, "normal")
-    z = (w_plus - mean) / np.sqrt(var)
-    return WilcoxonResult(n, w_plus, stat, float(min(1.0, 2.0 * norm.sf(abs(z)))), "normal")
+    if method == "normal":
+        res = wilcoxon(d, method="asymptotic", correction=False)
+    elif ties:
+        # scipy's "exact" table assumes distinct ranks; with mid-ranks the exact null is the
+        # permutation distribution, enumerated in full because 2**n <= n_resamples.
+        res = wilcoxon(d, method=PermutationMethod(n_resamples=2**n))
+    else:
+        res = wilcoxon(d, method="exact")
+    return WilcoxonResult(n, w_plus, float(res.statistic), float(min(1.0, res.pvalue)), method)
 
 
 # ----------------------------------------------------------------------------- Holm
@@ -349,3 +352,69 @@ def holm(p_values: Sequence[float]) -> np.ndarray:
     out = np.empty(m, dtype=np.float64)
     out[order] = np.minimum(adjusted_sorted, 1.0)
     return out
+
+
+# ----------------------------------------------------------------------------- against a reference
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """One method (B) against a board's reference method (A, rank 1): the tests that could be run.
+
+    ``mcnemar``: per-seed McNemar tests combined over the common seeds (None when predictions
+    are missing or not paired); ``wilcoxon``: the signed-rank test of A's minus B's test OA
+    over the common seeds (None below :data:`WILCOXON_MIN_N` seeds).
+    """
+
+    mcnemar: SeedCombinedMcNemar | None = None
+    wilcoxon: WilcoxonResult | None = None
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What a board shows for one :class:`Comparison` after Holm correction.
+
+    ``mark``: ``"≈"`` (adjusted p ≥ alpha), ``"<"`` (B significantly less accurate than A),
+    ``">"`` (B significantly more accurate on the seeds both have) or ``"untested"``;
+    ``test``: ``"McNemar"``, ``"Wilcoxon"`` or ``""``; ``p_holm``: the adjusted p of that test.
+    """
+
+    mark: str
+    test: str
+    p_holm: float
+    p_mcnemar_holm: float
+    p_wilcoxon_holm: float
+
+
+def judge_against_reference(comparisons: Sequence[Comparison], alpha: float) -> list[Verdict]:
+    """Verdicts for the comparisons of one board, in order.
+
+    McNemar and Wilcoxon are two families: each is Holm-corrected over the comparisons it
+    applies to. A comparison is judged by McNemar where it applies (the same test pixels),
+    else by Wilcoxon, else it is ``untested``.
+    """
+    if not 0.0 < alpha < 1.0:
+        raise MetricError(f"alpha = {alpha!r}; expected a significance level in (0, 1), e.g. 0.05")
+    nan = float("nan")
+    adjusted: dict[str, list[float]] = {}
+    for name, results in (
+        ("McNemar", [c.mcnemar for c in comparisons]),
+        ("Wilcoxon", [c.wilcoxon for c in comparisons]),
+    ):
+        tested = [i for i, r in enumerate(results) if r is not None]
+        column = [nan] * len(comparisons)
+        for i, p in zip(tested, holm([results[i].p_value for i in tested])):  # type: ignore[union-attr]
+            column[i] = float(p)
+        adjusted[name] = column
+    verdicts = []
+    for i, c in enumerate(comparisons):
+        p_m, p_w = adjusted["McNemar"][i], adjusted["Wilcoxon"][i]
+        used = c.mcnemar if c.mcnemar is not None else c.wilcoxon
+        if used is None:
+            verdicts.append(Verdict("untested", "", nan, p_m, p_w))
+            continue
+        test, p = ("McNemar", p_m) if c.mcnemar is not None else ("Wilcoxon", p_w)
+        # ">" only when the seeds both have favour B: a tie or mixed seeds keep "<" for the reference.
+        mark = "≈" if p >= alpha else "<" if used.favours != "b" else ">"
+        verdicts.append(Verdict(mark, test, p, p_m, p_w))
+    return verdicts

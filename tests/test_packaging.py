@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import tomllib
@@ -59,3 +61,49 @@ def test_wheel_contains_packages_and_entry_points(tmp_path: Path) -> None:
     for name, target in ENTRY_POINTS.items():
         assert f"{name} = {target}" in entry_points
     assert "bench = bench_core.cli:main" in entry_points
+
+
+@pytest.mark.slow
+def test_wheel_ships_the_leaderboard_data_and_bench_leaderboard_finds_it(tmp_path: Path) -> None:
+    """Board specs, paper_numbers.toml and the HTML template are package data, found without a checkout."""
+    # Built from a clean copy: a build/ folder left in the checkout would hide missing package data.
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, src / name)
+    for name in ("bench_core", "plugins"):
+        shutil.copytree(REPO / name, src / name, ignore=shutil.ignore_patterns("__pycache__"))
+    cmd = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+           "--wheel-dir", str(tmp_path), str(src)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=300)
+    (wheel,) = tmp_path.glob("rs_fusion_bench-*.whl")
+    shipped = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "bench_core" / "leaderboard").glob("*/*")
+                     if p.suffix in (".toml", ".j2", ".css", ".js"))
+    assert "bench_core/leaderboard/builtin/paper_numbers.toml" in shipped
+    assert "bench_core/leaderboard/templates/leaderboard.html.j2" in shipped
+    site = tmp_path / "site"
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        assert not [p for p in shipped if p not in names], "package data missing from the wheel"
+        zf.extractall(site, [n for n in names if n.startswith(("bench_core/", "bench_plugins/"))])
+    # The installed code alone (no source tree, another working directory) finds its boards.
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    script = (
+        "import sys\n"
+        "from bench_core.cli import main\n"
+        "from bench_core.leaderboard import default_paper_numbers, find_board_spec\n"
+        "from bench_core.tracking import MLflowTracker\n"
+        f"site = {str(site)!r}\n"
+        "assert find_board_spec('bdgf-protocol').is_relative_to(site), find_board_spec('bdgf-protocol')\n"
+        "assert default_paper_numbers().is_relative_to(site), default_paper_numbers()\n"
+        "MLflowTracker(None, 'bench')  # the default store under BENCH_HOME\n"
+        "sys.exit(main(['leaderboard', '--board', 'synthetic', '--format', 'html', '--output', 'board.html']))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "MLFLOW_TRACKING_URI")}
+    env.update(PYTHONPATH=str(site), BENCH_HOME=str(work))
+    done = subprocess.run([sys.executable, "-c", script], cwd=work, env=env, capture_output=True, text=True,
+                          timeout=300, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    page = (work / "board.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "Synthetic scene" in page

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 from pathlib import Path
 
 import click
@@ -13,7 +15,8 @@ _PATTERN_HELP = "shell patterns, comma-separated or repeated"
 
 @click.command()
 @click.option("--board", default=None, metavar="NAME|PATH",
-              help="Board spec: leaderboards/NAME.toml (in ./leaderboards or the repository's) or a path.")
+              help="Board spec: NAME.toml from ./leaderboards or the built-in boards (synthetic, "
+                   "official-splits, bdgf-protocol; an unknown NAME lists them all), or a path to a .toml file.")
 @click.option("--dataset", "datasets", multiple=True, metavar="PATTERNS", help=f"Datasets ({_PATTERN_HELP}).")
 @click.option("--split", "splits", multiple=True, metavar="PATTERNS", help=f"Split protocols ({_PATTERN_HELP}).")
 @click.option("--profile", "profiles", multiple=True, metavar="PATTERNS", help=f"Profiles ({_PATTERN_HELP}).")
@@ -27,7 +30,8 @@ _PATTERN_HELP = "shell patterns, comma-separated or repeated"
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--output", type=click.Path(path_type=Path), default=None, help="Write to a file instead of stdout.")
 @click.option("--paper-numbers", type=click.Path(path_type=Path), default=None,
-              help="Reported numbers to show beside ours (default: leaderboards/paper_numbers.toml).")
+              help="Reported numbers to show beside ours (default: ./leaderboards/paper_numbers.toml if present, "
+                   "else the built-in one).")
 @click.option("--no-paper-numbers", is_flag=True, help="Do not show reported numbers.")
 @click.option("--no-significance", is_flag=True,
               help="Skip the McNemar/Wilcoxon tests (they download every run's predictions).")
@@ -99,7 +103,9 @@ def leaderboard(
         if not board_set.boards:
             click.echo(f"No FINISHED runs match in experiment {experiment!r} at {tracker.uri}; "
                        f"run `bench run` first (or loosen --dataset/--split/--profile/--method).", err=True)
-        text = format_board_set(board_set, fmt, artifacts)
+        # A terminal gets tables fitted to its width; a pipe or a file gets them whole.
+        width = shutil.get_terminal_size().columns if output is None and sys.stdout.isatty() else None
+        text = format_board_set(board_set, fmt, artifacts, width)
     finally:
         artifacts.close()
     if output is not None:

@@ -166,8 +166,10 @@ def _print_summary(console: object, rows: list[dict[str, object]]) -> None:
 
 
 def _fmt(value: object) -> str:
+    from bench_core.leaderboard.formatting import MISSING, format_number
+
     if value is None:
-        return "-"
+        return MISSING
     if isinstance(value, float):
-        return f"{value:.2f}"
+        return format_number(value)  # the leaderboard's rule: NaN '-', infinity 'inf'
     return str(value)

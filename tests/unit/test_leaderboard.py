@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import re
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,6 +22,7 @@ from bench_core.leaderboard import (
     ReportedNumber,
     Selection,
     build_board_set,
+    builtin_folder,
     default_paper_numbers,
     display_rows,
     find_board_spec,
@@ -30,6 +32,13 @@ from bench_core.leaderboard import (
     pareto_front,
     parse_patterns,
     runs_frame,
+)
+from bench_core.leaderboard.formatting import (
+    format_count,
+    format_mean_std,
+    format_number,
+    format_p,
+    format_sci,
 )
 from bench_core.stats import combine_seeds, holm, mcnemar
 
@@ -297,8 +306,8 @@ def test_bad_board_specs_name_the_file_the_key_and_the_fix(tmp_path: Path, text:
 
 
 def test_committed_board_specs_load_and_are_found_by_name() -> None:
-    specs = sorted(p for p in (REPO / "leaderboards").glob("*.toml") if p.stem != "paper_numbers")
-    assert specs, "leaderboards/ ships board specs"
+    specs = sorted(p for p in builtin_folder().glob("*.toml") if p.name != "paper_numbers.toml")
+    assert specs, "the package ships board specs"
     for path in specs:
         spec = load_board_spec(path)
         assert spec.title and (spec.grid is not None or spec.boards)
@@ -308,7 +317,7 @@ def test_committed_board_specs_load_and_are_found_by_name() -> None:
 
 
 def test_grid_spec_selects_its_boards() -> None:
-    spec = load_board_spec(REPO / "leaderboards" / "synthetic.toml")
+    spec = load_board_spec(builtin_folder() / "synthetic.toml")
     runs = runs_frame([fake_run("a", 0), fake_run("a", 0, profile="paper"), fake_run("a", 0, dataset="augsburg")])
     board_set = build_board_set(runs, spec=spec, significance=False)
     assert [b.key for b in board_set.boards] == [BoardKey("synthetic", "official", "fast")]
@@ -337,8 +346,8 @@ def test_sort_reorders_rows_but_rank_stays_by_oa() -> None:
 
 
 def test_committed_paper_numbers_load_with_their_protocol_caveats() -> None:
-    path = default_paper_numbers()
-    assert path == REPO / "leaderboards" / "paper_numbers.toml"
+    path = default_paper_numbers(cwd=Path("/nonexistent"))
+    assert path == REPO / "bench_core" / "leaderboard" / "builtin" / "paper_numbers.toml"
     entries = load_paper_numbers(path)
     by = {(e.method, e.dataset, e.source): e for e in entries}
     m3 = by[("m3amba", "houston2013", "M3amba, Table II")]
@@ -401,7 +410,7 @@ def sig_board_set(tmp_path: Path):  # noqa: ANN201
 
 
 def _tiny_png() -> bytes:
-    from bench_core.report_html import _figure, _png
+    from bench_core.leaderboard.plots import _figure, _png
 
     fig = _figure(1, 1)
     fig.add_subplot(1, 1, 1).imshow(np.eye(3))
@@ -548,3 +557,91 @@ def test_rows_show_test_and_validation_leakage_and_the_reported_numbers_say_what
     papers_way = [fake_run("a", 0, dataset="augsburg", config={"val_fraction": "0.0"})]
     assert "the harness trains on" not in format_board_set(
         build_board_set(runs_frame(papers_way), reported=reported, significance=False), "md")
+
+
+# ----------------------------------------------------------------------------- one set of formatters
+
+
+@pytest.mark.parametrize(
+    ("call", "expected"),
+    [
+        (lambda v: format_number(v, 1), {None: "-", math.nan: "-", math.inf: "inf", -math.inf: "-inf", 2.345: "2.3"}),
+        (format_count, {None: "-", math.nan: "-", math.inf: "inf", -math.inf: "-inf", 1234567.4: "1,234,567"}),
+        (format_sci, {None: "-", math.nan: "-", math.inf: "inf", -math.inf: "-inf", 51234.0: "5.12e+04"}),
+        (format_p, {None: "-", math.nan: "-", 0.04567: "0.046", 0.0004: "4.0e-04", 1e-20: "<1e-16"}),
+        (lambda v: format_mean_std(v, 0.5), {None: "-", math.nan: "-", math.inf: "inf ± 0.50", 91.234: "91.23 ± 0.50"}),
+        (lambda v: format_mean_std(91.0, v), {None: "91.00", math.nan: "91.00", math.inf: "91.00 ± inf"}),
+    ],
+)
+def test_formatters_show_missing_as_dash_and_infinity_as_inf(call, expected: dict) -> None:  # noqa: ANN001
+    for value, text in expected.items():
+        assert call(value) == text, value
+        assert call(np.float64(value) if value is not None else None) == text, value
+
+
+def test_every_renderer_shows_an_infinite_cost_as_inf_and_a_missing_one_as_dash() -> None:
+    runs = [fake_run("fast", s, metrics={"throughput_infer": math.inf, "flops_per_sample": math.nan}) for s in (0, 1)]
+    board_set = build_board_set(runs_frame(runs), significance=False)
+    (row,) = display_rows(board_set.boards[0])
+    assert (row["px/s"], row["FLOPs/sample"]) == ("inf", "-")
+    assert "| inf |" in format_board_set(board_set, "md")
+    table = format_board_set(board_set, "table")
+    assert re.search(r"\s10,000\s", table) is None and re.search(r"\sinf\s", table)
+    page = format_board_set(board_set, "html")
+    assert '<td data-v="Infinity" class="">inf</td>' in page  # sorts as the largest number
+    assert json.loads(format_board_set(board_set, "json"))["boards"][0]["rows"][0]["throughput_infer"] is None
+
+
+def test_terminal_table_is_drawn_by_rich_and_split_to_fit_a_narrow_terminal(sig_board_set) -> None:  # noqa: ANN001
+    board_set = sig_board_set[0]
+    whole = format_board_set(board_set, "table")
+    header = next(line for line in whole.splitlines() if line.startswith("rank"))
+    assert re.match(r"rank\s+method\s+n\s+OA \(%\)\s+AA \(%\)\s+kappa \(%\)\s+vs best", header)
+    assert "reported OA (paper, not ranked)" in header  # one table at natural width for a pipe or file
+    assert "─" * 20 in whole  # rich's header rule
+    narrow = format_board_set(board_set, "table", width=100)
+    assert max(map(len, narrow.splitlines())) <= 100
+    headers = [line for line in narrow.splitlines() if line.startswith("rank")]
+    assert len(headers) == 3  # accuracy, cost, provenance
+    assert "params" in headers[1] and "device" in headers[2]
+    for method in ("best", "close", "worse"):
+        assert len(re.findall(rf"^\d\s+{method}\s", narrow, flags=re.M)) == 3
+
+
+# ----------------------------------------------------------------------------- layers and package data
+
+
+def test_the_board_layer_imports_no_renderer() -> None:
+    import ast
+
+    folder = REPO / "bench_core" / "leaderboard"
+    renderers = {"bench_core.leaderboard.render", "bench_core.leaderboard.html", "bench_core.leaderboard.plots"}
+    for name in ("specs", "frame", "formatting", "significance", "boards"):
+        tree = ast.parse((folder / f"{name}.py").read_text())
+        imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        imported |= {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        assert not imported & (renderers | {"rich", "jinja2", "matplotlib"}), f"{name}.py imports a renderer"
+    assert not (REPO / "bench_core" / "report_html.py").exists()
+
+
+def test_importing_the_package_loads_no_heavy_library() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, bench_core.leaderboard; "
+            "print(sorted(m for m in ('pandas', 'rich', 'jinja2', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_user_specs_in_dot_leaderboards_come_first_and_built_ins_stay_listed(tmp_path: Path) -> None:
+    (tmp_path / "leaderboards").mkdir()
+    mine = _write(tmp_path / "leaderboards" / "synthetic.toml", 'title = "mine"\ndatasets = ["synthetic"]\n')
+    _write(tmp_path / "leaderboards" / "extra.toml", 'title = "extra"\n')
+    assert find_board_spec("synthetic", cwd=tmp_path) == mine
+    assert find_board_spec("bdgf-protocol", cwd=tmp_path) == builtin_folder() / "bdgf-protocol.toml"
+    with pytest.raises(ConfigError, match=r"known boards: bdgf-protocol, extra, official-splits, synthetic \("):
+        find_board_spec("nope", cwd=tmp_path)
+    assert default_paper_numbers(cwd=tmp_path) == builtin_folder() / "paper_numbers.toml"
+    own = _write(tmp_path / "leaderboards" / "paper_numbers.toml", "reported = []\n")
+    assert default_paper_numbers(cwd=tmp_path) == own

@@ -1,4 +1,4 @@
-"""leaderboards/paper_numbers.toml and the board specs name only registered datasets, methods and splits.
+"""The built-in paper_numbers.toml and board specs (bench_core/leaderboard/builtin/) name only registered datasets, methods and splits.
 
 An entry under a name no run can carry would never sit beside a reproduced row.
 """
@@ -8,13 +8,13 @@ from __future__ import annotations
 import pytest
 
 from bench_core.leaderboard import (
+    builtin_folder,
     default_paper_numbers,
     load_board_spec,
     load_paper_numbers,
 )
 from bench_core.plugins import load_plugins
 from bench_core.specs import SplitSpec
-from tests.conftest import REPO
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +36,7 @@ def test_every_reported_entry_names_a_registered_dataset_method_and_split(host) 
 
 
 def test_bdgf_board_has_the_new_datasets_with_bdgfs_protocol(host) -> None:
-    spec = load_board_spec(REPO / "leaderboards" / "bdgf-protocol.toml")
+    spec = load_board_spec(builtin_folder() / "bdgf-protocol.toml")
     boards = {(b.datasets[0], b.splits[0], b.profiles[0]) for b in spec.boards}
     assert ("yellow-river", "per-class:100", "paper") in boards
     assert ("lcz-hk", "per-class:50", "paper") in boards

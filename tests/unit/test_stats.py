@@ -1,7 +1,9 @@
-"""Significance tests: McNemar (exact and chi-square forms) by hand, Wilcoxon against scipy, Holm by hand."""
+"""Significance tests: McNemar (exact and chi-square forms) by hand, Wilcoxon against its definition
+(enumerated sign patterns, the normal formula, a table value), Holm by hand."""
 
 from __future__ import annotations
 
+import itertools
 import math
 from pathlib import Path
 
@@ -14,11 +16,14 @@ from hypothesis import strategies as st
 from bench_core.artifacts import save_predictions
 from bench_core.errors import MetricError
 from bench_core.stats import (
+    Comparison,
     McNemarResult,
     Predictions,
+    WilcoxonResult,
     combine_seeds,
     discordant_counts,
     holm,
+    judge_against_reference,
     load_predictions,
     mcnemar,
     mcnemar_chi2,
@@ -40,6 +45,13 @@ def test_mcnemar_exact_hand_computed() -> None:
     assert mcnemar_exact(0, 5).p_value == pytest.approx(2 / 32, abs=1e-15)
     # Symmetric in b and c.
     assert mcnemar_exact(7, 1).p_value == pytest.approx(18 / 256, abs=1e-15)
+
+
+@pytest.mark.parametrize(("b", "c"), [(0, 1), (2, 9), (11, 3), (40, 60), (17, 17), (0, 24)])
+def test_mcnemar_exact_equals_the_binomial_tail_summed_term_by_term(b: int, c: int) -> None:
+    n = b + c
+    tail = sum(math.comb(n, k) for k in range(min(b, c) + 1)) / 2**n
+    assert mcnemar_exact(b, c).p_value == pytest.approx(min(1.0, 2 * tail), rel=1e-12)
 
 
 def test_mcnemar_exact_caps_at_one_and_handles_no_discordance() -> None:
@@ -149,42 +161,65 @@ def test_combine_seeds_gives_p_one_when_seeds_disagree_or_tie() -> None:
         combine_seeds({})
 
 
-# ----------------------------------------------------------------------------- Wilcoxon vs scipy
+# ----------------------------------------------------------------------------- Wilcoxon vs its definition
+
+
+def _wilcoxon_by_enumeration(x: np.ndarray, y: np.ndarray) -> float:
+    """Two-sided exact p by definition: every one of the 2**n sign patterns of the (mid-)ranks
+    is equally likely; p = share of patterns whose W+ is at least as far from n(n+1)/4."""
+    d = x - y
+    d = d[d != 0]
+    ranks = scipy.stats.rankdata(np.abs(d))
+    w_plus = ranks[d > 0].sum()
+    mean = ranks.sum() / 2
+    extreme = sum(
+        abs(sum(r for r, s in zip(ranks, signs) if s) - mean) >= abs(w_plus - mean) - 1e-9
+        for signs in itertools.product((False, True), repeat=d.size)
+    )
+    return extreme / 2**d.size
+
+
+def _wilcoxon_normal_by_formula(x: np.ndarray, y: np.ndarray) -> float:
+    """z = (W+ - n(n+1)/4) / sqrt(n(n+1)(2n+1)/24 - sum(t^3 - t)/48), p = erfc(|z|/sqrt 2)."""
+    d = x - y
+    d = d[d != 0]
+    n = d.size
+    w_plus = scipy.stats.rankdata(np.abs(d))[d > 0].sum()
+    _, t = np.unique(np.abs(d), return_counts=True)
+    var = n * (n + 1) * (2 * n + 1) / 24 - float(np.sum(t**3 - t)) / 48
+    return math.erfc(abs(w_plus - n * (n + 1) / 4) / math.sqrt(var) / math.sqrt(2))
 
 
 def test_wilcoxon_five_positive_differences_by_hand() -> None:
     # All 5 differences positive: W+ = 15 is the most extreme of 2^5 sign patterns -> p = 2/32.
     r = wilcoxon_signed_rank([91.0, 92.0, 93.5, 90.2, 95.0], [90.0, 90.5, 90.0, 90.1, 90.0])
-    assert (r.n, r.w_plus, r.statistic, r.method) == (5, 15.0, 0.0, "exact")
+    assert (r.n, r.w_plus, r.statistic, r.method, r.favours) == (5, 15.0, 0.0, "exact", "a")
     assert r.p_value == pytest.approx(2 / 32)
 
 
+def test_wilcoxon_textbook_table_value() -> None:
+    # Ranks 1..8 with signs - - + + + + + +: W- = 3, so W+ = 33. Tables of the signed-rank
+    # null for n = 8 give P(W <= 3) = 5/256 (sign patterns with W- in {0, 1, 2, 3}: 1+1+1+2).
+    d = np.array([-1.0, -2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0])
+    r = wilcoxon_signed_rank(d, np.zeros(8))
+    assert (r.statistic, r.w_plus) == (3.0, 33.0)
+    assert r.p_value == pytest.approx(2 * 5 / 256, rel=1e-12)
+    assert wilcoxon_signed_rank(np.zeros(8), d).favours == "b"
+
+
 @pytest.mark.parametrize("seed", range(6))
-def test_wilcoxon_exact_matches_scipy(seed: int) -> None:
+def test_wilcoxon_exact_equals_the_enumeration_of_sign_patterns(seed: int) -> None:
     rng = np.random.default_rng(seed)
-    n = int(rng.integers(5, 16))
+    n = int(rng.integers(5, 12))
     x = rng.normal(90, 2, n)
     y = x - rng.normal(0.5 * (seed % 3), 1.0, n)  # continuous: no ties, no zeros
     mine = wilcoxon_signed_rank(x, y, method="exact")
-    ref = scipy.stats.wilcoxon(x, y, method="exact")
-    assert mine.statistic == pytest.approx(float(ref.statistic))
-    assert mine.p_value == pytest.approx(float(ref.pvalue), rel=1e-10)
+    assert mine.method == "exact"
+    assert mine.p_value == pytest.approx(_wilcoxon_by_enumeration(x, y), rel=1e-10)
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_wilcoxon_normal_approximation_with_ties_matches_scipy(seed: int) -> None:
-    rng = np.random.default_rng(100 + seed)
-    n = 12
-    x = np.round(rng.normal(90, 2, n), 0)
-    y = np.round(x - rng.normal(0.7, 1.5, n), 0)  # rounded: tied |d| and some zeros
-    mine = wilcoxon_signed_rank(x, y, method="normal")
-    ref = scipy.stats.wilcoxon(x, y, method="approx", correction=False, zero_method="wilcox")
-    assert mine.statistic == pytest.approx(float(ref.statistic))
-    assert mine.p_value == pytest.approx(float(ref.pvalue), rel=1e-10)
-
-
-@pytest.mark.parametrize("seed", range(4))
-def test_wilcoxon_exact_with_ties_matches_scipys_permutation_test(seed: int) -> None:
+def test_wilcoxon_exact_with_ties_equals_the_enumeration_of_mid_rank_sign_patterns(seed: int) -> None:
     # OA of a few hundred test pixels is a multiple of a small step, so tied differences
     # are common; the exact test must then use the permutation distribution of the mid-ranks.
     rng = np.random.default_rng(200 + seed)
@@ -192,10 +227,27 @@ def test_wilcoxon_exact_with_ties_matches_scipys_permutation_test(seed: int) -> 
     x = np.round(rng.normal(90, 1, n) * 4) / 4
     y = np.round((x - rng.normal(0.3, 0.6, n)) * 4) / 4
     mine = wilcoxon_signed_rank(x, y)
-    ref = scipy.stats.wilcoxon(x, y, method=scipy.stats.PermutationMethod(n_resamples=2**12))
     assert mine.method == "exact"
-    assert mine.statistic == pytest.approx(float(ref.statistic))
-    assert mine.p_value == pytest.approx(float(ref.pvalue), rel=1e-10)
+    assert mine.p_value == pytest.approx(_wilcoxon_by_enumeration(x, y), rel=1e-10)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_wilcoxon_normal_approximation_with_ties_matches_the_formula(seed: int) -> None:
+    rng = np.random.default_rng(100 + seed)
+    n = 12
+    x = np.round(rng.normal(90, 2, n), 0)
+    y = np.round(x - rng.normal(0.7, 1.5, n), 0)  # rounded: tied |d| and some zeros
+    mine = wilcoxon_signed_rank(x, y, method="normal")
+    assert mine.method == "normal"
+    assert mine.p_value == pytest.approx(_wilcoxon_normal_by_formula(x, y), rel=1e-10)
+
+
+def test_wilcoxon_auto_with_many_tied_pairs_uses_the_normal_form() -> None:
+    d = np.repeat([1.0, 2.0, -1.0], 6)  # 18 pairs with ties: 2**18 patterns is past the exact limit
+    assert wilcoxon_signed_rank(d, np.zeros(18)).method == "normal"
+    assert wilcoxon_signed_rank(np.arange(1.0, 19.0), np.zeros(18)).method == "exact"  # no ties
+    with pytest.raises(MetricError, match="2\\*\\*18 sign patterns.*method='normal' or 'auto'"):
+        wilcoxon_signed_rank(d, np.zeros(18), method="exact")
 
 
 def test_wilcoxon_five_seeds_with_ties_cannot_reach_5_percent() -> None:
@@ -207,7 +259,8 @@ def test_wilcoxon_five_seeds_with_ties_cannot_reach_5_percent() -> None:
 
 
 def test_wilcoxon_edge_cases() -> None:
-    assert wilcoxon_signed_rank([1.0, 2.0, 3.0, 4.0, 5.0], [1.0, 2.0, 3.0, 4.0, 5.0]).p_value == 1.0
+    same = wilcoxon_signed_rank([1.0, 2.0, 3.0, 4.0, 5.0], [1.0, 2.0, 3.0, 4.0, 5.0])
+    assert (same.p_value, same.n, same.favours) == (1.0, 0, "none")
     with pytest.raises(MetricError, match="'auto', 'exact' or 'normal'"):
         wilcoxon_signed_rank([1, 2, 3, 4, 5], [0, 1, 2, 3, 4], method="permutation")
     with pytest.raises(MetricError, match="shapes"):
@@ -249,3 +302,32 @@ def test_holm_adjusted_p_values_reject_what_the_step_down_procedure_rejects(p: l
     assert np.all(adjusted >= np.asarray(p) - 1e-15) and np.all(adjusted <= 1.0)
     mine = {i for i, a in enumerate(adjusted) if a <= alpha * (1 + 1e-12)}
     assert mine == _holm_rejections_step_down(p, alpha)
+
+
+# ----------------------------------------------------------------------------- verdicts against rank 1
+
+
+def _w(p: float, w_plus: float, n: int = 6) -> WilcoxonResult:
+    return WilcoxonResult(n, w_plus, min(w_plus, n * (n + 1) / 2 - w_plus), p, "exact")
+
+
+def test_verdicts_holm_correct_each_family_and_prefer_mcnemar() -> None:
+    a_better, b_better = combine_seeds({0: _r(30, 2, 0.001)}), combine_seeds({0: _r(2, 30, 0.004)})
+    comparisons = [
+        Comparison(mcnemar=a_better, wilcoxon=_w(0.5, 12.0)),  # McNemar wins over Wilcoxon
+        Comparison(mcnemar=b_better),  # the other method is better on the paired pixels
+        Comparison(wilcoxon=_w(0.03, 21.0)),  # no predictions: Wilcoxon, alone in its family
+        Comparison(mcnemar=combine_seeds({0: _r(9, 8, 0.2)})),
+        Comparison(),
+    ]
+    verdicts = judge_against_reference(comparisons, 0.05)
+    # McNemar family: 0.001, 0.004, 0.2 -> Holm 0.003, 0.008, 0.2.
+    assert [v.p_mcnemar_holm for v in verdicts][:4] == pytest.approx([0.003, 0.008, math.nan, 0.2], nan_ok=True)
+    # Wilcoxon family: 0.5, 0.03 -> Holm 0.5, 0.06.
+    assert verdicts[0].p_wilcoxon_holm == pytest.approx(0.5) and verdicts[2].p_wilcoxon_holm == pytest.approx(0.06)
+    assert [(v.mark, v.test) for v in verdicts] == [
+        ("<", "McNemar"), (">", "McNemar"), ("≈", "Wilcoxon"), ("≈", "McNemar"), ("untested", ""),
+    ]
+    assert verdicts[2].p_holm == pytest.approx(0.06) and math.isnan(verdicts[4].p_holm)
+    with pytest.raises(MetricError, match="alpha = 1.5; expected a significance level in"):
+        judge_against_reference(comparisons, 1.5)

@@ -262,7 +262,7 @@ def make_loader(facts: PublishedFacts = FACTS) -> VerifiedDataset:
             ("labels: DFC 2017 LCZ codes remapped to BDGF's 13 classes by the declared table CODES "
             f"({', '.join(f'{c}->{i + 1}' for i, c in enumerate(CODES))}); a code outside the table is reported"),
             "BDGF's text says 8 classes but its Table I lists 13 (used here, with its per-class totals)",
-            "no official split: BDGF's protocol is per-class:50, seeded per cell (leaderboards/bdgf-protocol.toml)",
+            "no official split: BDGF's protocol is per-class:50, seeded per cell (bench leaderboard --board bdgf-protocol)",
             "not So2Sat LCZ42 (patch-level, global): another dataset",
         ],
     )

@@ -103,7 +103,7 @@ def make_loader(facts: PublishedFacts = FACTS) -> VerifiedDataset:
             ("the match between AsyFFNet's HHK files and BDGF's scene is inferred from the band and class counts "
             "(166 + 3 bands, 5 classes); BDGF's shape and per-class totals are verified at load"),
             ("official maps = AsyFFNet's fixed masks (their counts are not published); BDGF's protocol is "
-            "per-class:100, seeded per cell (board leaderboards/bdgf-protocol.toml)"),
+            "per-class:100, seeded per cell (bench leaderboard --board bdgf-protocol)"),
             "not OUC's 18-class Yellow River Estuary (285 HSI bands, 1185 x 1342): another scene",
         ],
     )
