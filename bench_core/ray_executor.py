@@ -199,7 +199,7 @@ def run_cell_task(job: Mapping[str, Any]) -> dict[str, Any]:
     return; only an error before the run starts (plugin missing, other cell key) raises.
     """
     from bench_core.tracking import MLflowTracker
-    from bench_core.tuning import TaggingTracker
+    from bench_core.tuning.mlflow_bridge import TaggingTracker
 
     ray = import_ray()
     cpus = int(job.get("cpus") or 0)
@@ -430,17 +430,13 @@ def tune_trials_task(job: Mapping[str, Any]) -> int:
     callback fail (and re-queue) the trial of a task whose worker died.
     """
     from bench_core.tracking import MLflowTracker
-    from bench_core.tuning import (
-        ATTR_PARENT_RUN,
-        Heartbeat,
-        StaleTrialHandler,
-        TuneObjective,
-        make_pruner,
-        make_sampler,
-        open_storage,
-        recipe_of,
-        tune_in_process,
-    )
+    # From the submodules: bench_core.tuning.study imports this module to run trials on Ray.
+    from bench_core.tuning.attrs import ATTR_PARENT_RUN
+    from bench_core.tuning.objective import TuneObjective
+    from bench_core.tuning.recipe import make_pruner, make_sampler, recipe_of
+    from bench_core.tuning.stale import StaleTrialHandler
+    from bench_core.tuning.storage import Heartbeat, open_storage
+    from bench_core.tuning.trials import tune_in_process
 
     import_ray()
     import optuna

@@ -10,10 +10,11 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, runtime_checkable
 
 import numpy as np
 
+from bench_core.config import deep_merge
 from bench_core.errors import ConfigError, RegistryError
 
 if TYPE_CHECKING:  # heavy imports only for type checkers
@@ -24,6 +25,13 @@ if TYPE_CHECKING:  # heavy imports only for type checkers
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 REQUIRED_PROFILES = ("paper", "fast")
 InputKind = Literal["pixel", "patch", "dense"]
+
+# The one list of each: TrainConfig validates against these, the Trainer builds from a table keyed
+# by them (bench_core.training.optim) and a test fails when the two differ.
+OptimizerName = Literal["adam", "adamw", "sgd"]
+SchedulerName = Literal["none", "step", "multistep", "exponential", "cosine", "poly"]
+OPTIMIZERS: tuple[str, ...] = get_args(OptimizerName)
+SCHEDULERS: tuple[str, ...] = get_args(SchedulerName)
 
 
 def check_name(kind: str, name: str) -> None:
@@ -47,11 +55,11 @@ class TrainConfig:
 
     epochs: int = 10
     batch_size: int = 64
-    optimizer: Literal["adam", "adamw", "sgd"] = "adam"
+    optimizer: OptimizerName = "adam"
     lr: float = 1e-3
     weight_decay: float = 0.0
     momentum: float = 0.9
-    scheduler: Literal["none", "step", "multistep", "exponential", "cosine", "poly"] = "none"
+    scheduler: SchedulerName = "none"
     step_size: int = 50
     milestones: tuple[int, ...] = ()
     gamma: float = 0.1
@@ -128,11 +136,7 @@ class TrainConfig:
                 f"per epoch) or 'grid:K' with K a positive integer (every stride-K crop holding a "
                 f"training pixel), e.g. 'grid:8'"
             )
-        choices = {
-            "optimizer": ("adam", "adamw", "sgd"),
-            "scheduler": ("none", "step", "multistep", "exponential", "cosine", "poly"),
-        }
-        for name, allowed in choices.items():
+        for name, allowed in (("optimizer", OPTIMIZERS), ("scheduler", SCHEDULERS)):
             if getattr(self, name) not in allowed:
                 raise ConfigError(
                     f"train.{name} = {getattr(self, name)!r}: expected one of {allowed} "
@@ -326,7 +330,7 @@ class MethodSpec:
         if extra:
             raise ConfigError(f"config override section(s) {extra} unknown; expected 'train', 'model'")
         train = {**base.get("train", {}), **overrides.get("train", {})}
-        model = _deep_merge(base.get("model", {}), overrides.get("model", {}))
+        model = deep_merge(base.get("model", {}), overrides.get("model", {}))
         resolved = TrainConfig.from_mapping(train)
         # The patch/crop size is resolved here, once; every later step reads train.patch_size.
         resolved = replace(resolved, patch_size=self.effective_patch_size(resolved))
@@ -355,16 +359,6 @@ class MethodSpec:
                 f"number so that the patch has a centre pixel"
             )
         return size
-
-
-def _deep_merge(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(a)
-    for k, v in b.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = v
-    return out
 
 
 # --------------------------------------------------------------------------- datasets
@@ -507,8 +501,12 @@ __all__ = [
     "DatasetSpec",
     "InputKind",
     "MethodSpec",
+    "OPTIMIZERS",
+    "OptimizerName",
     "PixelEstimator",
     "ResolvedConfig",
+    "SCHEDULERS",
+    "SchedulerName",
     "SplitProtocol",
     "SplitSpec",
     "Stage",

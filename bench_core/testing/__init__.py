@@ -16,6 +16,9 @@ or make each (method, check) pair its own pytest item::
 Fixtures (``tiny_scene``, ``plugin_host``, ``tmp_bench_home``) are opt-in:
 ``pytest_plugins = ["bench_core.testing.fixtures"]``. Importing this package does not
 import torch or pytest.
+
+The checks are in :mod:`bench_core.testing.checks`, the code that runs them in
+:mod:`bench_core.testing.suite`, the tiny scene they use in :mod:`bench_core.testing.tiny`.
 """
 
 from __future__ import annotations
@@ -31,18 +34,15 @@ from bench_core.testing.checks import (
     check_flops_and_params_countable,
     check_forward_shapes,
     check_loss_finite,
-    check_method,
     check_method_tags,
-    check_name,
     check_no_decay_parameters_get_zero_weight_decay,
     check_rejects_missing_modality,
     check_spec_metadata,
     check_trains_one_epoch,
     check_trains_with_a_grid_epoch,
-    method_checks,
-    parametrize_with_method_checks,
-    tiny_scene,
 )
+from bench_core.testing.suite import check_method, check_name, method_checks, parametrize_with_method_checks
+from bench_core.testing.tiny import tiny_scene
 
 __all__ = [
     "ALL_CHECKS",

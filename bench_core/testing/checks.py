@@ -6,8 +6,9 @@ seen and what was expected when it does not, and raises :class:`unittest.SkipTes
 (which pytest reports as a skip) with a reason when the property does not apply to
 the method's declared capabilities (``input_kind``, ``deterministic``).
 
-Everything runs on the CPU with the method's ``fast`` profile on :func:`tiny_scene`.
-torch and the Trainer are imported inside the checks, so importing this module is cheap.
+Everything runs on the CPU with the method's ``fast`` profile on the tiny scene of
+:mod:`bench_core.testing.tiny`. torch and the Trainer are imported inside the checks, so
+importing this module is cheap. :mod:`bench_core.testing.suite` runs them.
 """
 
 from __future__ import annotations
@@ -15,114 +16,25 @@ from __future__ import annotations
 import json
 import re
 import unittest
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bench_core.errors import ConfigError, MissingModalityError
+from bench_core.errors import MissingModalityError
 from bench_core.scene import AUX, IGNORE_INDEX, Scene, SceneInfo
 from bench_core.specs import NAME_RE, REQUIRED_PROFILES, MethodSpec, PixelEstimator, ResolvedConfig, TrainConfig
+from bench_core.testing.tiny import labelled_sample, pixel_features, scene_for, split_pixels, windows
 
 if TYPE_CHECKING:
     import torch
 
 Check = Callable[[MethodSpec], None]
 
-_DEFAULT_AUX = ("lidar",)
 _MLFLOW_KEY_RE = re.compile(r"^[\w\-./ ]+$")
 _MLFLOW_KEY_MAX = 250
 _MLFLOW_VALUE_MAX = 6000
-
-
-# ----------------------------------------------------------------------------- the tiny scene
-
-
-def tiny_scene(
-    seed: int = 0,
-    height: int = 24,
-    width: int = 24,
-    hsi_bands: int = 8,
-    aux_bands: int = 1,
-    num_classes: int = 3,
-    *,
-    aux_modalities: tuple[str, ...] = _DEFAULT_AUX,
-    unlabelled_fraction: float = 0.1,
-    train_fraction: float = 0.3,
-) -> Scene:
-    """A small random but learnable multimodal scene with official train/test maps.
-
-    Classes fill spatially coherent Voronoi regions; each class has its own HSI
-    spectrum and its own height in every auxiliary modality, plus Gaussian noise, so
-    a working method beats chance within a few optimizer steps. ``official_train`` /
-    ``official_test`` are label maps (0 outside the split) holding ``train_fraction``
-    of each class's labelled pixels (at least 2) and the rest.
-    """
-    if height < 4 or width < 4 or num_classes < 2 or hsi_bands < 1 or aux_bands < 1:
-        raise ConfigError(
-            f"tiny_scene(height={height}, width={width}, num_classes={num_classes}, "
-            f"hsi_bands={hsi_bands}, aux_bands={aux_bands}): expected height, width >= 4, "
-            f"num_classes >= 2 and at least one band per modality"
-        )
-    rng = np.random.default_rng(seed)
-    n_sites = 2 * num_classes
-    site_y = rng.uniform(0, height, n_sites)
-    site_x = rng.uniform(0, width, n_sites)
-    yy, xx = np.mgrid[0:height, 0:width]
-    dist = (yy[..., None] - site_y) ** 2 + (xx[..., None] - site_x) ** 2
-    classes = (np.arange(n_sites) % num_classes)[dist.argmin(axis=-1)]
-    # Guarantee every class a 2x2 block at its first site, however the regions fell.
-    for k in range(num_classes):
-        y0 = min(int(site_y[k]), height - 2)
-        x0 = min(int(site_x[k]), width - 2)
-        classes[y0 : y0 + 2, x0 : x0 + 2] = k
-
-    labels = (classes + 1).astype(np.int64)
-    unlabelled = rng.random((height, width)) < unlabelled_fraction
-    for k in range(num_classes):  # keep >= 4 labelled pixels per class
-        members = np.argwhere(classes == k)
-        keep = members[: min(4, len(members))]
-        unlabelled[keep[:, 0], keep[:, 1]] = False
-    labels[unlabelled] = 0
-
-    # Smooth class spectra (a random walk), so bands are correlated as in real HSI.
-    spectra = np.cumsum(rng.normal(0, 0.15, (num_classes, hsi_bands)), axis=1) + rng.uniform(
-        0.3, 0.7, (num_classes, 1)
-    )
-    hsi = spectra[classes].transpose(2, 0, 1) + rng.normal(0, 0.05, (hsi_bands, height, width))
-    modalities: dict[str, np.ndarray] = {"hsi": hsi.astype(np.float32)}
-    for name in aux_modalities:
-        heights = rng.permutation(np.linspace(0.0, 1.0, num_classes))
-        aux = heights[classes][None] + rng.normal(0, 0.1, (aux_bands, height, width))
-        modalities[name] = aux.astype(np.float32)
-
-    train = np.zeros_like(labels)
-    test = np.zeros_like(labels)
-    flat = labels.reshape(-1)
-    for k in range(1, num_classes + 1):
-        members = rng.permutation(np.flatnonzero(flat == k))
-        n_train = max(2, int(round(train_fraction * members.size)))
-        train.reshape(-1)[members[:n_train]] = k
-        test.reshape(-1)[members[n_train:]] = k
-    return Scene(
-        name="tiny",
-        modalities=modalities,
-        labels=labels,
-        class_names=tuple(f"class_{k}" for k in range(1, num_classes + 1)),
-        official_train=train,
-        official_test=test,
-        metadata={"source": f"bench_core.testing.tiny_scene(seed={seed})"},
-    )
-
-
-def _scene_for(spec: MethodSpec, seed: int = 0) -> Scene:
-    """A tiny scene holding every modality the method names, big enough for its crops."""
-    named = tuple(m for m in spec.modalities if m not in ("hsi", AUX))
-    side = 24
-    if spec.input_kind == "dense":
-        side = max(side, spec.effective_patch_size(_fast(spec).train) + 1)
-    return tiny_scene(seed=seed, height=side, width=side, aux_modalities=named or _DEFAULT_AUX)
 
 
 def _fast(spec: MethodSpec) -> ResolvedConfig:
@@ -171,57 +83,6 @@ def _require_module(spec: MethodSpec, model: Any, what: str) -> None:
     )
 
 
-# ----------------------------------------------------------------------------- sample data
-
-
-def _split(scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(train, val, test) flat indices from the official maps; every 5th train pixel validates."""
-    assert scene.official_train is not None and scene.official_test is not None
-    train_all = np.flatnonzero(np.asarray(scene.official_train).reshape(-1) > 0)
-    val = train_all[::5]
-    train = np.setdiff1d(train_all, val)
-    test = np.flatnonzero(np.asarray(scene.official_test).reshape(-1) > 0)
-    return train, val, test
-
-
-def _pixel_features(spec: MethodSpec, scene: Scene, index: np.ndarray) -> np.ndarray:
-    """(N, F) spectra: the requested inputs stacked along bands, as pixel methods get them."""
-    inputs = scene.inputs_for(spec.modalities, f"method {spec.name!r}")
-    stacked = np.concatenate([inputs[m] for m in spec.modalities], axis=0)
-    return stacked.reshape(stacked.shape[0], -1)[:, index].T.astype(np.float32)
-
-
-def _windows(
-    spec: MethodSpec, scene: Scene, index: np.ndarray, size: int
-) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """Per-input (B, C, size, size) windows centred on ``index`` and their targets.
-
-    Targets are the centre pixels' classes (patch methods, (B,)) or the windows' label
-    maps (dense methods, (B, size, size)), 0-based with IGNORE_INDEX outside labels.
-    """
-    import torch
-
-    r = size // 2
-    width = scene.shape[1]
-    rows, cols = np.divmod(index, width)
-    inputs = scene.inputs_for(spec.modalities, f"method {spec.name!r}")
-    batch: dict[str, torch.Tensor] = {}
-    for name, array in inputs.items():
-        padded = np.pad(array, ((0, 0), (r, r), (r, r)))
-        wins = np.stack([padded[:, y : y + size, x : x + size] for y, x in zip(rows, cols)])
-        batch[name] = torch.from_numpy(np.ascontiguousarray(wins, dtype=np.float32))
-    labels = np.pad(np.asarray(scene.labels, dtype=np.int64), r)
-    maps = np.stack([labels[y : y + size, x : x + size] for y, x in zip(rows, cols)]) - 1
-    maps[maps < 0] = IGNORE_INDEX
-    target = maps if spec.input_kind == "dense" else maps[:, r, r]
-    return batch, torch.from_numpy(np.ascontiguousarray(target))
-
-
-def _labelled_sample(scene: Scene, n: int) -> np.ndarray:
-    train, _, _ = _split(scene)
-    return train[np.linspace(0, train.size - 1, num=min(n, train.size)).astype(int)]
-
-
 def _logits(output: Any) -> Any:
     if isinstance(output, Mapping):
         assert "logits" in output, (
@@ -246,14 +107,14 @@ def _train_step_output(spec: MethodSpec, batch_size: int = 4) -> tuple[Any, Any,
     import torch
 
     config = _fast(spec)
-    scene = _scene_for(spec)
+    scene = scene_for(spec)
     with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's RNG
         torch.manual_seed(0)
         model = _built(spec, scene, config)
     _require_module(spec, model, "a differentiable loss")
     model.train()
     size = spec.effective_patch_size(config.train)
-    batch, targets = _windows(spec, scene, _labelled_sample(scene, batch_size), size)
+    batch, targets = windows(spec, scene, labelled_sample(scene, batch_size), size)
     return model, model(batch), targets
 
 
@@ -290,7 +151,7 @@ def check_spec_metadata(spec: MethodSpec) -> None:
 def check_build_fast_profile(spec: MethodSpec) -> None:
     """``build`` with the fast profile returns the kind of model ``input_kind`` promises, on the CPU."""
     config = _fast(spec)
-    scene = _scene_for(spec)
+    scene = scene_for(spec)
     model = _built(spec, scene, config)
     if spec.input_kind == "pixel":
         assert isinstance(model, PixelEstimator), (
@@ -315,14 +176,14 @@ def check_forward_shapes(spec: MethodSpec) -> None:
     import torch
 
     config = _fast(spec)
-    scene = _scene_for(spec)
+    scene = scene_for(spec)
     k = scene.num_classes
     model = _built(spec, scene, config)
     if spec.input_kind == "pixel":
-        train, _, test = _split(scene)
+        train, _, test = split_pixels(scene)
         targets = np.asarray(scene.labels).reshape(-1)[train] - 1
-        model.fit(_pixel_features(spec, scene, train), targets)
-        predicted = np.asarray(model.predict(_pixel_features(spec, scene, test)))
+        model.fit(pixel_features(spec, scene, train), targets)
+        predicted = np.asarray(model.predict(pixel_features(spec, scene, test)))
         assert predicted.shape == (test.size,), (
             f"method {spec.name!r}: predict on {test.size} pixels returned shape {predicted.shape}; "
             f"expected ({test.size},)"
@@ -338,7 +199,7 @@ def check_forward_shapes(spec: MethodSpec) -> None:
     _require_module(spec, model, "forward")
     size = spec.effective_patch_size(config.train)
     batch_size = 3
-    batch, _ = _windows(spec, scene, _labelled_sample(scene, batch_size), size)
+    batch, _ = windows(spec, scene, labelled_sample(scene, batch_size), size)
     model.eval()
     with torch.no_grad():
         logits = _logits(model(batch))
@@ -384,8 +245,8 @@ def _fit_once(
     from bench_core.training import Trainer
 
     config = _capped(spec, epochs=epochs, steps=steps)
-    scene = _scene_for(spec)
-    train, val, test = _split(scene)
+    scene = scene_for(spec)
+    train, val, test = split_pixels(scene)
     cell = prepare(spec, config, scene, train, val, seed)
     fitted = build_and_fit(cell, Trainer(device="cpu", seed=seed))
     predicted = np.asarray(fitted.trainer.predict(spec, fitted.model, config, cell.inputs, test))
@@ -421,7 +282,7 @@ def check_deterministic_under_seed(spec: MethodSpec) -> None:
 
 def check_rejects_missing_modality(spec: MethodSpec) -> None:
     """A scene lacking a modality the method needs raises MissingModalityError naming it."""
-    full = _scene_for(spec)
+    full = scene_for(spec)
     for needed in spec.modalities:
         if needed == AUX:
             kept = {k: v for k, v in full.modalities.items() if k == "hsi"}
@@ -460,13 +321,13 @@ def check_flops_and_params_countable(spec: MethodSpec) -> None:
     from bench_core.timing import count_parameters, flops_per_sample
 
     config = _fast(spec)
-    scene = _scene_for(spec)
+    scene = scene_for(spec)
     model = _built(spec, scene, config)
     if _is_module(model):
-        example, _ = _windows(spec, scene, _labelled_sample(scene, 1), spec.effective_patch_size(config.train))
+        example, _ = windows(spec, scene, labelled_sample(scene, 1), spec.effective_patch_size(config.train))
     else:
-        train, _, _ = _split(scene)
-        model.fit(_pixel_features(spec, scene, train), np.asarray(scene.labels).reshape(-1)[train] - 1)
+        train, _, _ = split_pixels(scene)
+        model.fit(pixel_features(spec, scene, train), np.asarray(scene.labels).reshape(-1)[train] - 1)
         example = {}
     total, trainable = count_parameters(model)
     assert isinstance(total, int) and total > 0, (
@@ -547,7 +408,7 @@ def _flat_keys(d: Mapping[str, Any], prefix: str = "") -> list[str]:
 def check_trains_one_epoch(spec: MethodSpec) -> None:
     """Trainer.fit runs the fast profile cut to one short epoch; predictions are classes per test pixel."""
     _, test, predicted = _fit_once(spec, seed=0)
-    k = _scene_for(spec).num_classes
+    k = scene_for(spec).num_classes
     assert predicted.shape == (test.size,), (
         f"method {spec.name!r}: Trainer.predict on {test.size} pixels returned shape {predicted.shape}; "
         f"expected ({test.size},)"
@@ -563,7 +424,7 @@ def check_method_tags(spec: MethodSpec) -> None:
     from bench_core.pipeline import METHOD_TAG_PREFIX, method_tags
 
     config = _fast(spec)
-    model = _built(spec, _scene_for(spec), config)
+    model = _built(spec, scene_for(spec), config)
     if not callable(getattr(model, "bench_tags", None)):
         raise unittest.SkipTest(f"method {spec.name!r} defines no bench_tags()")
     try:
@@ -583,7 +444,7 @@ def check_no_decay_parameters_get_zero_weight_decay(spec: MethodSpec) -> None:
     from bench_core.training import make_optimizer, no_decay
 
     config = _fast(spec)
-    model = _built(spec, _scene_for(spec), config)
+    model = _built(spec, scene_for(spec), config)
     _require_module(spec, model, "weight decay groups")
     flagged = {name for name, p in model.named_parameters() if p.requires_grad and no_decay(p, config.train)}
     if not flagged:
@@ -604,8 +465,8 @@ def check_dense_validation_matches_scene_prediction(spec: MethodSpec) -> None:
     from bench_core.training import Trainer
 
     config = _capped(spec, epochs=1, steps=1)
-    scene = _scene_for(spec)
-    train, val, _ = _split(scene)
+    scene = scene_for(spec)
+    train, val, _ = split_pixels(scene)
     cell = prepare(spec, config, scene, train, val, 0)
     fitted = build_and_fit(cell, Trainer(device="cpu", seed=0))
     few = val[:: max(1, val.size // 3)][:3]  # few pixels: few windows, batched unlike the scene's
@@ -634,8 +495,8 @@ def check_trains_with_a_grid_epoch(spec: MethodSpec) -> None:
         {"train": {"epochs": 1, "steps_per_epoch": 1, "crops_per_epoch": f"grid:{max(1, size // 2)}",
                    "early_stopping_patience": None, "restore_best": False}},
     )
-    scene = _scene_for(spec)
-    train, val, _ = _split(scene)
+    scene = scene_for(spec)
+    train, val, _ = split_pixels(scene)
     fitted = build_and_fit(prepare(spec, config, scene, train, val, 0), Trainer(device="cpu", seed=0))
     assert fitted.fit.steps == 1, f"method {spec.name!r}: a capped grid epoch ran {fitted.fit.steps} steps; expected 1"
 
@@ -664,151 +525,21 @@ ALL_CHECKS: tuple[Check, ...] = (
 )
 
 
-# ----------------------------------------------------------------------------- running them
-
-ExpectedFailures = Mapping[str, str] | Callable[[MethodSpec], Mapping[str, str]] | None
-
-
-def check_name(check: Check) -> str:
-    """``check_<property>`` of a check function (or of the function a partial wraps)."""
-    return getattr(check, "__name__", None) or getattr(getattr(check, "func", None), "__name__", repr(check))
-
-
-def method_checks(spec: MethodSpec) -> Iterator[tuple[MethodSpec, Check]]:
-    """Yield ``(spec, check)`` for every conformance check, in a fixed order."""
-    for check in ALL_CHECKS:
-        yield spec, check
-
-
-def _resolve_spec(spec_or_name: MethodSpec | str, host: Any = None) -> MethodSpec:
-    if isinstance(spec_or_name, MethodSpec):
-        return spec_or_name
-    if host is None:
-        from bench_core.plugins import load_plugins
-
-        host = load_plugins()
-    return host.methods.get(spec_or_name)
-
-
-def _expected_for(spec: MethodSpec, expected_failed_checks: ExpectedFailures) -> dict[str, str]:
-    if expected_failed_checks is None:
-        return {}
-    table = expected_failed_checks(spec) if callable(expected_failed_checks) else expected_failed_checks
-    known = {check_name(c) for c in ALL_CHECKS}
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ConfigError(
-            f"expected_failed_checks for method {spec.name!r} names unknown check(s) {unknown}; "
-            f"expected some of {sorted(known)}"
-        )
-    for name, reason in table.items():
-        if not isinstance(reason, str) or not reason.strip():
-            raise ConfigError(
-                f"expected_failed_checks[{name!r}] for method {spec.name!r} = {reason!r}; "
-                f"expected a non-empty reason"
-            )
-    return dict(table)
-
-
-def check_method(
-    spec_or_name: MethodSpec | str,
-    host: Any = None,
-    expected_failed_checks: ExpectedFailures = None,
-) -> dict[str, str]:
-    """Run every check on one method and report each outcome.
-
-    Args:
-        spec_or_name: a :class:`MethodSpec`, or a registered method name (looked up in
-            ``host.methods``, or in a fresh :func:`bench_core.load_plugins` host).
-        host: a :class:`bench_core.PluginHost` to resolve names with.
-        expected_failed_checks: ``{check_name: reason}`` (or ``spec -> {...}``) of
-            known failures.
-
-    Returns:
-        ``{check_name: "passed" | "failed: <msg>" | "skipped: <reason>" | "xfail: <reason>"}``.
-        A check listed as expected to fail that passes is reported as failed, so the
-        list cannot go stale.
-    """
-    spec = _resolve_spec(spec_or_name, host)
-    expected = _expected_for(spec, expected_failed_checks)
-    report: dict[str, str] = {}
-    for _, check in method_checks(spec):
-        name = check_name(check)
-        try:
-            check(spec)
-        except unittest.SkipTest as skip:
-            report[name] = f"skipped: {skip}"
-            continue
-        except Exception as exc:  # a check's failure is data here, not a crash
-            msg = str(exc) if isinstance(exc, AssertionError) else f"{type(exc).__name__}: {exc}"
-            report[name] = f"xfail: {expected[name]}" if name in expected else f"failed: {msg}"
-            continue
-        if name in expected:
-            report[name] = (
-                f"failed: expected to fail ({expected[name]}) but passed; "
-                f"remove it from expected_failed_checks"
-            )
-        else:
-            report[name] = "passed"
-    return report
-
-
-def parametrize_with_method_checks(
-    names_or_specs: Any,
-    expected_failed_checks: ExpectedFailures = None,
-) -> Any:
-    """A ``pytest.mark.parametrize("method, check", ...)`` with one item per (method, check).
-
-    Item ids are ``<method>-check_<property>``, so ``pytest -k check_forward_shapes``
-    selects one property across methods. Names are resolved through
-    :func:`bench_core.load_plugins` at collection time. Checks in
-    ``expected_failed_checks`` (``{check_name: reason}`` for every method, or
-    ``spec -> {check_name: reason}``) are marked ``xfail(strict=True)`` with the reason.
-
-    Use it as::
-
-        @parametrize_with_method_checks(["my-method"])
-        def test_conformance(method, check):
-            check(method)
-    """
-    import pytest
-
-    if isinstance(names_or_specs, (str, MethodSpec)):  # one method given bare, not its characters
-        names_or_specs = [names_or_specs]
-    host = None
-    specs: list[MethodSpec] = []
-    for item in names_or_specs:
-        if not isinstance(item, MethodSpec) and host is None:
-            from bench_core.plugins import load_plugins
-
-            host = load_plugins()
-        specs.append(_resolve_spec(item, host))
-    params = []
-    for spec in specs:
-        expected = _expected_for(spec, expected_failed_checks)
-        for _, check in method_checks(spec):
-            name = check_name(check)
-            marks = [pytest.mark.xfail(reason=expected[name], strict=True)] if name in expected else []
-            params.append(pytest.param(spec, check, id=f"{spec.name}-{name}", marks=marks))
-    return pytest.mark.parametrize("method, check", params)
-
-
 __all__ = [
     "ALL_CHECKS",
     "Check",
     "check_backward_every_param_has_grad",
     "check_build_fast_profile",
     "check_config_roundtrip",
+    "check_dense_validation_matches_scene_prediction",
     "check_deterministic_under_seed",
     "check_flops_and_params_countable",
     "check_forward_shapes",
     "check_loss_finite",
-    "check_method",
-    "check_name",
+    "check_method_tags",
+    "check_no_decay_parameters_get_zero_weight_decay",
     "check_rejects_missing_modality",
     "check_spec_metadata",
     "check_trains_one_epoch",
-    "method_checks",
-    "parametrize_with_method_checks",
-    "tiny_scene",
+    "check_trains_with_a_grid_epoch",
 ]

@@ -17,13 +17,13 @@ import pytest
 
 from bench_core.plugins import PluginHost, load_plugins
 from bench_core.scene import Scene
-from bench_core.testing import checks
+from bench_core.testing import tiny
 
 
 @pytest.fixture
 def tiny_scene() -> Scene:
     """A 24x24 scene: 8 HSI bands, 1 LiDAR band, 3 classes, official train/test maps (seed 0)."""
-    return checks.tiny_scene()
+    return tiny.tiny_scene()
 
 
 @pytest.fixture

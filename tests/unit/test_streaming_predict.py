@@ -13,9 +13,9 @@ from torch import nn
 
 from bench_core import MethodSpec
 from bench_core import sampling as sampling_module
-from bench_core import training as training_module
 from bench_core.sampling import sliding_window_logits, sliding_window_predict
 from bench_core.training import Trainer
+from bench_core.training import predict as predict_module
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -104,7 +104,7 @@ def test_trainer_predict_scene_streams_and_gives_the_one_pass_result(kind: str,
     config = spec.resolve("fast")
     trainer = Trainer(device="cpu")
     one_pass = trainer.predict_scene(spec, model, config, inputs)
-    monkeypatch.setattr(training_module, "PREDICT_CHUNK", 100)
+    monkeypatch.setattr(predict_module, "PREDICT_CHUNK", 100)
     monkeypatch.setattr(sampling_module, "DENSE_STRIP_BYTES", 7 * 29 * 4 * 12)
     streamed = trainer.predict_scene(spec, model, config, inputs)
     np.testing.assert_array_equal(streamed, one_pass)

@@ -18,7 +18,16 @@ from bench_core.errors import ModelOutputError, SamplingError
 from bench_core.scene import SceneInfo
 from bench_core.specs import MethodSpec, ResolvedConfig, Stage
 from bench_core.sampling import PatchSampler
-from bench_core.training import FitResult, StageContext, TrainData, Trainer, describe_optimizer, make_optimizer
+from bench_core.training import (
+    FitResult,
+    StageContext,
+    TrainData,
+    Trainer,
+    describe_optimizer,
+    make_optimizer,
+    make_scheduler,
+)
+from bench_core.training.data import patch_batches
 
 H = W = 16
 K = 3
@@ -230,22 +239,60 @@ def test_scheduler_kinds_give_the_epoch_learning_rates(train: dict[str, Any], ex
 @pytest.mark.parametrize(("name", "cls"), [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW),
                                            ("sgd", torch.optim.SGD)])
 def test_optimizer_from_config(name: str, cls: type, monkeypatch: pytest.MonkeyPatch) -> None:
-    from bench_core import training
+    from bench_core.training import trainer as trainer_module
 
     made: list[torch.optim.Optimizer] = []
-    original = training.make_optimizer
+    original = trainer_module.make_optimizer
 
     def spy(*args: Any, **kwargs: Any) -> torch.optim.Optimizer:
         made.append(original(*args, **kwargs))
         return made[-1]
 
-    monkeypatch.setattr(training, "make_optimizer", spy)
+    monkeypatch.setattr(trainer_module, "make_optimizer", spy)  # where the Trainer looks it up
     _fit("patch", epochs=1, steps_per_epoch=1, optimizer=name, lr=0.01, weight_decay=0.001, momentum=0.5)
     assert type(made[0]) is cls
     group = made[0].param_groups[0]
     assert group["weight_decay"] == 0.001
     if name == "sgd":
         assert group["momentum"] == 0.5
+
+
+def test_optimizer_and_scheduler_tables_cover_exactly_the_config_choices() -> None:
+    """The names TrainConfig accepts (its Literal types) and the factory tables must not diverge."""
+    from typing import get_args, get_type_hints
+
+    from bench_core.specs import OPTIMIZERS, SCHEDULERS, TrainConfig
+    from bench_core.training.optim import OPTIMIZER_FACTORIES, SCHEDULER_FACTORIES
+
+    hints = get_type_hints(TrainConfig)
+    assert get_args(hints["optimizer"]) == OPTIMIZERS
+    assert get_args(hints["scheduler"]) == SCHEDULERS
+    assert sorted(OPTIMIZER_FACTORIES) == sorted(OPTIMIZERS), "add the optimizer to both, or to neither"
+    assert sorted(SCHEDULER_FACTORIES) == sorted(SCHEDULERS), "add the scheduler to both, or to neither"
+    model = nn.Linear(2, 2)
+    for name in OPTIMIZERS:
+        assert isinstance(make_optimizer(model, TrainConfig(optimizer=name)), torch.optim.Optimizer)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    for name in SCHEDULERS:
+        scheduler = make_scheduler(optimizer, TrainConfig(scheduler=name, milestones=(2,)))
+        assert (scheduler is None) == (name == "none")
+
+
+def test_an_unknown_optimizer_or_scheduler_names_the_choices() -> None:
+    from bench_core.specs import TrainConfig
+
+    with pytest.raises(ConfigError, match=r"train.optimizer = 'lamb': expected one of \('adam', 'adamw', 'sgd'\)"):
+        TrainConfig(optimizer="lamb")
+    with pytest.raises(ConfigError, match=r"train.scheduler = 'warmup': expected one of \('none', 'step'"):
+        TrainConfig(scheduler="warmup")
+    # Past the config's own check (a config built around validation), the factories say the same.
+    train = TrainConfig()
+    object.__setattr__(train, "optimizer", "lamb")
+    object.__setattr__(train, "scheduler", "warmup")
+    with pytest.raises(ConfigError, match=r"train.optimizer = 'lamb': expected 'adam', 'adamw' or 'sgd'"):
+        make_optimizer(nn.Linear(2, 2), train)
+    with pytest.raises(ConfigError, match=r"train.scheduler = 'warmup': expected 'none', 'step', .* or 'poly'"):
+        make_scheduler(torch.optim.SGD(nn.Linear(2, 2).parameters(), lr=0.1), train)
 
 
 def test_grad_clip_limits_the_gradient_norm() -> None:
@@ -529,14 +576,14 @@ def test_build_places_the_module_on_the_trainer_device() -> None:
 
 def test_pregathered_and_per_batch_patch_gathers_train_identically(monkeypatch: pytest.MonkeyPatch) -> None:
     """Small training sets are gathered once per fit; larger ones per batch: same result."""
-    import bench_core.training as training
+    from bench_core.training import data as training_data
 
     data = _data()
     spec = _spec("patch")
     config = _config(spec, epochs=2, batch_size=8, steps_per_epoch=4)
     states = []
-    for budget in (training._PREGATHER_BYTES, 0):  # 0 forces the per-batch gather
-        monkeypatch.setattr(training, "_PREGATHER_BYTES", budget)
+    for budget in (training_data._PREGATHER_BYTES, 0):  # 0 forces the per-batch gather
+        monkeypatch.setattr(training_data, "_PREGATHER_BYTES", budget)
         trainer, model, _ = _fit("patch", seed=3, data=data, epochs=2, batch_size=8, steps_per_epoch=4)
         states.append((trainer.predict_scene(spec, model, config, data.inputs), model.state_dict()))
     np.testing.assert_array_equal(states[0][0], states[1][0])
@@ -596,7 +643,7 @@ def test_warm_up_step_leaves_no_trace() -> None:
     model = trainer.build(spec, config, _info(3))
     before = {k: v.clone() for k, v in model.state_dict().items()}
     data = _data()
-    batches = trainer._patch_batches(PatchSampler(data.inputs, 3), data, config.train)
+    batches = patch_batches(PatchSampler(data.inputs, 3), data, config.train, trainer.device)
     rng_before = torch.get_rng_state()
     seconds = trainer._warm_up(model, batches, lambda out, y: nn.functional.cross_entropy(out, y))
     assert seconds > 0

@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 from torch import nn
 
 from bench_core import ConfigError, DatasetContext, MethodSpec, hookimpl, load_plugins
+from bench_core.config import deep_merge
 from bench_core.ray_executor import CellKeyMismatch, cell_payload, cell_resources, close_batch_runs, rebuild_cell
 from bench_core.runner import GridRequest, expand_grid
 from bench_core.tracking import MLflowTracker, bench_home
@@ -42,7 +43,6 @@ from bench_core.tuning import (
     default_storage_url,
     export_best,
     has_heartbeat,
-    merge_overrides,
     open_storage,
     resolve_recipe,
     run_tuning,
@@ -195,11 +195,12 @@ def test_a_method_without_search_space_cannot_be_tuned() -> None:
         resolve_recipe(host, TuneRequest(method="fixed"))
 
 
-def test_merge_overrides_merges_sections_and_the_second_wins() -> None:
+def test_overrides_merge_by_section_and_the_second_wins() -> None:
+    """One merge (bench_core.config.deep_merge) layers profiles, study overrides, trials and --set."""
     base = {"train": {"epochs": 3, "lr": 0.1}, "model": {"a": {"x": 1, "y": 2}}}
     extra = {"train": {"lr": 0.01}, "model": {"a": {"y": 5}, "b": 1}}
     expected = {"train": {"epochs": 3, "lr": 0.01}, "model": {"a": {"x": 1, "y": 5}, "b": 1}}
-    assert merge_overrides(base, extra) == expected
+    assert deep_merge(base, extra) == expected
     assert base["train"]["lr"] == 0.1  # inputs untouched
 
 
