@@ -29,7 +29,7 @@ from bench_core.leaderboard.plots import (
     plot_per_class,
     png_data_uri,
 )
-from bench_core.leaderboard.render import per_class_rows, reported_rows
+from bench_core.leaderboard.rows import per_class_rows, reported_rows
 
 TEMPLATE = "leaderboard.html.j2"
 
