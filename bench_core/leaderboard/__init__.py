@@ -50,13 +50,11 @@ from bench_core.leaderboard.frame import (
     finished_runs,
     runs_frame,
 )
+from bench_core.leaderboard.rows import display_rows, per_class_rows, reported_rows
 from bench_core.leaderboard.render import (
     FORMATS,
     board_records,
-    display_rows,
     format_board_set,
-    per_class_rows,
-    reported_rows,
     to_csv,
     to_json,
     to_markdown,
