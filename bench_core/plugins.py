@@ -354,6 +354,7 @@ def _collect(host: PluginHost, hook: str, registry: Registry[Any], kind: str) ->
                 )
             mine.append(spec)
 
+        register.__qualname__ = f"register[{plugin}]"  # names the plugin in pluggy's trace
         return register
 
     # Sorted by name, not pluggy's order (last registered first): a duplicate name is

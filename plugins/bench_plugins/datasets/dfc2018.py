@@ -44,8 +44,9 @@ from typing import Any
 
 import numpy as np
 
-from bench_core import DatasetError, DatasetSpec, hookimpl
+from bench_core import DatasetContext, DatasetError, DatasetSpec, Scene, hookimpl
 from bench_core.data import (
+    CACHE_SCENES_DIR,
     DEFAULT_NORMALISATION,
     Layout,
     Located,
@@ -59,9 +60,6 @@ from bench_core.data import (
     resolve_normalisation,
     search_roots,
 )
-from bench_core.data.locate import CACHE_SCENES_DIR
-from bench_core.scene import Scene
-from bench_core.specs import DatasetContext
 from bench_plugins.datasets._rasters import MatBands, read_envi, read_geotiff
 from bench_plugins.datasets._verified import PublishedFacts, VerifiedDataset
 

@@ -34,15 +34,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench_core import ConfigError, MethodSpec, SceneInfo, hookimpl
-from bench_core.ops.ddpm3d import (
+from bench_core import ConfigError, MethodSpec, SceneInfo, Stage, hookimpl
+from bench_core.ops import (
     DDPM_PAPER_CHANNELS,
     LinearBetaSchedule,
     SimpleUnet3D,
     extract_features,
     feature_channels,
 )
-from bench_core.specs import Stage
 from bench_plugins.methods.bdgf.diffusion import (
     band_ranges,
     build_volume,
@@ -55,7 +54,7 @@ from bench_plugins.methods.bdgf.network import BDGFNet, NetOptions
 if TYPE_CHECKING:
     import optuna
 
-    from bench_core.training import StageContext
+    from bench_core import StageContext
 
 NAME = "bdgf"
 STAGE_VERSION = "1"

@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench_core import ConfigError
-from bench_core.ops.selective_scan import selective_scan
+from bench_core.ops import selective_scan
 
 NAME = "bdgf"
 BRANCHES = ("cnn", "trans", "mamba")
