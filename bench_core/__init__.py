@@ -27,7 +27,6 @@ from bench_core.errors import (
 from bench_core.hookspecs import hookimpl
 from bench_core.plugins import PluginHost, PluginInfo, load_plugins, make_plugin_manager
 from bench_core.scene import AUX, IGNORE_INDEX, Scene, SceneInfo
-from bench_core.splits import choose_blocks, round_half_up, window_cover
 from bench_core.specs import (
     DataFile,
     DatasetContext,
@@ -40,7 +39,7 @@ from bench_core.specs import (
     Stage,
     TrainConfig,
 )
-
+from bench_core.splits import choose_blocks, round_half_up, window_cover
 
 if TYPE_CHECKING:
     from bench_core.training import StageContext

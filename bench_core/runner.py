@@ -36,7 +36,7 @@ from bench_core.pipeline import (
     write_cell_artifacts,
 )
 from bench_core.plugins import PluginHost, select
-from bench_core.specs import DatasetSpec, MethodSpec, ResolvedConfig, SplitSpec
+from bench_core.specs import DatasetSpec, MethodSpec, SplitSpec
 
 if TYPE_CHECKING:
     from bench_core.scene import Scene
