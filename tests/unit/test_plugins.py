@@ -200,3 +200,19 @@ def test_trace_env_prints_hook_calls_of_bench_plugins() -> None:
     quiet = subprocess.run([sys.executable, "-c", code], env={**env, "BENCH_TRACE_PLUGINS": ""},
                            capture_output=True, text=True, timeout=120)
     assert quiet.returncode == 0 and "[bench trace]" not in quiet.stderr
+
+
+def test_loading_every_builtin_plugin_imports_no_torch() -> None:
+    """Registration is cheap: method plugins import their torch models only in build()."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from bench_core import load_plugins; host = load_plugins(); "
+        "assert not host.errors, host.errors; "
+        "print(len(host.methods), sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    count, modules = proc.stdout.split(" ", 1)
+    assert int(count) >= 10 and modules.strip() == "[]", proc.stdout
