@@ -6,8 +6,8 @@ is recorded with its traceback and the others load), calls each plugin's registe
 hooks separately so that every spec knows which plugin it came from, and returns a
 :class:`PluginHost`.
 
-Every hook goes through pluggy, one plugin at a time: :func:`call_each` asks pluggy for a
-hook caller restricted to one plugin (``subset_hook_caller``), so tracing
+Every hook goes through pluggy, one plugin at a time: :func:`plugin_caller` asks pluggy for
+a hook caller restricted to one plugin (``subset_hook_caller``), so tracing
 (``BENCH_TRACE_PLUGINS=1``), hookwrappers and argument selection behave as pluggy
 documents them, while an exception stays attributed to the plugin that raised it and
 never stops the others.
@@ -84,6 +84,11 @@ class Registry(Generic[T]):
         self._items: dict[str, Registered[T]] = {}
 
     def add(self, spec: T, plugin: str) -> None:
+        self.check_new(spec, plugin)
+        self._items[spec.name] = Registered(spec, plugin)
+
+    def check_new(self, spec: T, plugin: str) -> None:
+        """Raise the duplicate error of :meth:`add` if ``spec.name`` is taken, without adding."""
         existing = self._items.get(spec.name)
         if existing is not None:
             raise RegistryError(
@@ -91,13 +96,6 @@ class Registry(Generic[T]):
                 f"and by plugin {plugin!r}; uninstall or disable one of them "
                 f"({ENV_BLOCKED}={plugin})"
             )
-        self._items[spec.name] = Registered(spec, plugin)
-
-    def check_new(self, spec: T, plugin: str) -> None:
-        """Raise the :meth:`add` error now if ``spec.name`` is taken (without adding it)."""
-        existing = self._items.get(spec.name)
-        if existing is not None:
-            self.add(spec, plugin)  # raises, naming both plugins
 
     def remove_plugin(self, plugin: str) -> list[str]:
         """Drop every spec ``plugin`` registered; returns their names."""
@@ -282,8 +280,7 @@ def load_plugins(
             )
             infos[ep.name] = info
             try:
-                plugin = ep.load()
-                pm.register(plugin, name=ep.name)
+                pm.register(_hashable(ep.load()), name=ep.name)
             except Exception as exc:
                 info.error = _format_error(exc, f"plugin {ep.name!r} ({ep.value}) failed to load")
         if only_list is not None:
