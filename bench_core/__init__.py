@@ -6,6 +6,9 @@ device, network or disk, and does not import torch.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
+from bench_core.cells import Cell, CellResult
 from bench_core.errors import (
     BenchError,
     ConfigError,
@@ -36,13 +39,19 @@ from bench_core.specs import (
     Stage,
     TrainConfig,
 )
+from bench_core._version import __version__
+from bench_core.splits import choose_blocks, round_half_up, window_cover
 
-__version__ = "0.1.0"
+if TYPE_CHECKING:
+    from bench_core.training import StageContext
+
 
 __all__ = [
     "AUX",
     "IGNORE_INDEX",
     "BenchError",
+    "Cell",
+    "CellResult",
     "ConfigError",
     "DataFile",
     "DatasetContext",
@@ -67,10 +76,26 @@ __all__ = [
     "SplitProtocol",
     "SplitSpec",
     "Stage",
+    "StageContext",
     "TimingError",
     "TrainConfig",
     "__version__",
+    "choose_blocks",
     "hookimpl",
     "load_plugins",
     "make_plugin_manager",
+    "round_half_up",
+    "window_cover",
 ]
+
+# Exported lazily: their modules import torch, which ``import bench_core`` must not.
+_LAZY = {"StageContext": "bench_core.training"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bench_core' has no attribute {name!r}")
+    import importlib
+
+    return getattr(importlib.import_module(module), name)

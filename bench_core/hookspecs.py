@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 import pluggy
 
 if TYPE_CHECKING:
-    from bench_core.runner import Cell, CellResult
+    from bench_core.cells import Cell, CellResult
     from bench_core.specs import DatasetSpec, MethodSpec, SplitProtocol
 
 PROJECT = "bench"
@@ -86,7 +86,7 @@ def bench_register_splits(register: Callable[[SplitProtocol], None]) -> None:
 def bench_cell_started(cell: Cell) -> None:
     """Observe that a benchmark cell is about to run.
 
-    :param cell: the :class:`bench_core.runner.Cell` (method, profile, dataset, split,
+    :param cell: the :class:`bench_core.Cell` (method, profile, dataset, split,
         seed, resolved config and its stable key).
 
     Called before the dataset is loaded. Return value is ignored. An exception raised
@@ -100,8 +100,8 @@ def bench_cell_started(cell: Cell) -> None:
 def bench_cell_finished(cell: Cell, result: CellResult) -> None:
     """Observe that a benchmark cell ended.
 
-    :param cell: the :class:`bench_core.runner.Cell` that ran.
-    :param result: its :class:`bench_core.runner.CellResult`; ``result.status`` is
+    :param cell: the :class:`bench_core.Cell` that ran.
+    :param result: its :class:`bench_core.CellResult`; ``result.status`` is
         ``"FINISHED"``, ``"FAILED"`` or ``"KILLED"``, ``result.metrics`` holds what was
         logged and ``result.error`` the reason of a failure.
 

@@ -5,6 +5,12 @@ each call, loads the ``bench`` entry points one by one (a plugin that fails to i
 is recorded with its traceback and the others load), calls each plugin's register
 hooks separately so that every spec knows which plugin it came from, and returns a
 :class:`PluginHost`.
+
+Every hook goes through pluggy, one plugin at a time: :func:`plugin_caller` asks pluggy for
+a hook caller restricted to one plugin (``subset_hook_caller``), so tracing
+(``BENCH_TRACE_PLUGINS=1``), hookwrappers and argument selection behave as pluggy
+documents them, while an exception stays attributed to the plugin that raised it and
+never stops the others.
 """
 
 from __future__ import annotations
@@ -13,8 +19,10 @@ import fnmatch
 import importlib.metadata
 import logging
 import os
+import sys
 import traceback
-from collections.abc import Iterable, Mapping
+import types
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -76,6 +84,11 @@ class Registry(Generic[T]):
         self._items: dict[str, Registered[T]] = {}
 
     def add(self, spec: T, plugin: str) -> None:
+        self.check_new(spec, plugin)
+        self._items[spec.name] = Registered(spec, plugin)
+
+    def check_new(self, spec: T, plugin: str) -> None:
+        """Raise the duplicate error of :meth:`add` if ``spec.name`` is taken, without adding."""
         existing = self._items.get(spec.name)
         if existing is not None:
             raise RegistryError(
@@ -83,7 +96,13 @@ class Registry(Generic[T]):
                 f"and by plugin {plugin!r}; uninstall or disable one of them "
                 f"({ENV_BLOCKED}={plugin})"
             )
-        self._items[spec.name] = Registered(spec, plugin)
+
+    def remove_plugin(self, plugin: str) -> list[str]:
+        """Drop every spec ``plugin`` registered; returns their names."""
+        names = [n for n, item in self._items.items() if item.plugin == plugin]
+        for n in names:
+            del self._items[n]
+        return names
 
     def get(self, name: str) -> T:
         return self.entry(name).spec
@@ -138,12 +157,51 @@ class PluginHost:
         self._observe("bench_cell_finished", cell=cell, result=result)
 
     def _observe(self, hook: str, **kwargs: Any) -> None:
-        # Each observer is called on its own so one raising never hides the others.
-        for impl in getattr(self.manager.hook, hook).get_hookimpls():
-            try:
-                impl.function(**{k: v for k, v in kwargs.items() if k in impl.argnames})
-            except Exception:  # an observer never fails a cell
-                log.warning("plugin %r raised in %s:\n%s", impl.plugin_name, hook, traceback.format_exc())
+        for plugin, exc in call_each(self.manager, hook, kwargs):
+            if exc is not None:  # an observer never fails a cell
+                log.warning("plugin %r raised in %s:\n%s", plugin, hook, "".join(traceback.format_exception(exc)))
+
+
+def callees(pm: pluggy.PluginManager, hook: str) -> list[str]:
+    """Names of the plugins implementing ``hook``, in pluggy's call order (``tryfirst`` first).
+
+    A plugin whose impls of ``hook`` are all hookwrappers is not a callee: it wraps the others.
+    """
+    # get_hookimpls() lists impls in reverse call order.
+    names: list[str] = []
+    for impl in reversed(getattr(pm.hook, hook).get_hookimpls()):
+        if not (impl.hookwrapper or impl.wrapper) and impl.plugin_name not in names:
+            names.append(impl.plugin_name)
+    return names
+
+
+def plugin_caller(pm: pluggy.PluginManager, hook: str, name: str) -> pluggy.HookCaller:
+    """Pluggy's caller of ``hook`` restricted to plugin ``name`` (and every hookwrapper).
+
+    Calls go through the manager, so tracing, wrappers and argument selection apply.
+    """
+    others = [pm.get_plugin(n) for n in callees(pm, hook) if n != name]
+    return pm.subset_hook_caller(hook, remove_plugins=[p for p in others if p is not None])
+
+
+def call_each(
+    pm: pluggy.PluginManager, hook: str, kwargs: Mapping[str, Any]
+) -> list[tuple[str, BaseException | None]]:
+    """Call ``hook`` through pluggy once per implementing plugin, in pluggy's call order.
+
+    Returns ``(plugin name, exception or None)`` per plugin: one plugin raising never keeps
+    the next from being called. An exception raised by a hookwrapper is attributed to the
+    plugin it was wrapping.
+    """
+    outcomes: list[tuple[str, BaseException | None]] = []
+    for name in callees(pm, hook):
+        try:
+            plugin_caller(pm, hook, name)(**kwargs)
+        except Exception as exc:
+            outcomes.append((name, exc))
+        else:
+            outcomes.append((name, None))
+    return outcomes
 
 
 def make_plugin_manager() -> pluggy.PluginManager:
@@ -151,9 +209,28 @@ def make_plugin_manager() -> pluggy.PluginManager:
     pm = pluggy.PluginManager(hookspecs.PROJECT)
     pm.add_hookspecs(hookspecs)
     if os.environ.get(ENV_TRACE):
-        pm.trace.root.setwriter(lambda msg: log.warning("%s", msg.rstrip()))
+        # stderr, not logging: the CLI configures no handler and the trace is asked for explicitly.
+        pm.trace.root.setwriter(_write_trace)
         pm.enable_tracing()
     return pm
+
+
+def _hashable(plugin: object) -> object:
+    """``plugin`` itself, or for an unhashable one (a ``SimpleNamespace`` of hookimpls) a module
+    holding the same attributes: pluggy's ``subset_hook_caller`` keeps plugins in a set."""
+    try:
+        hash(plugin)
+    except TypeError:
+        module = types.ModuleType(getattr(plugin, "__name__", type(plugin).__name__))
+        for attr in dir(plugin):
+            if not attr.startswith("__"):
+                setattr(module, attr, getattr(plugin, attr))
+        return module
+    return plugin
+
+
+def _write_trace(message: str) -> None:
+    sys.stderr.write(f"[bench trace] {message.rstrip()}\n")
 
 
 def _split_env(name: str) -> list[str] | None:
@@ -203,8 +280,7 @@ def load_plugins(
             )
             infos[ep.name] = info
             try:
-                plugin = ep.load()
-                pm.register(plugin, name=ep.name)
+                pm.register(_hashable(ep.load()), name=ep.name)
             except Exception as exc:
                 info.error = _format_error(exc, f"plugin {ep.name!r} ({ep.value}) failed to load")
         if only_list is not None:
@@ -222,7 +298,7 @@ def load_plugins(
         info = PluginInfo(name=name, module=getattr(plugin, "__name__", type(plugin).__name__))
         infos[name] = info
         try:
-            pm.register(plugin, name=name)
+            pm.register(_hashable(plugin), name=name)
         except Exception as exc:
             info.error = _format_error(exc, f"plugin {name!r} failed to register")
 
@@ -256,22 +332,51 @@ def load_plugins(
 
 
 def _collect(host: PluginHost, hook: str, registry: Registry[Any], kind: str) -> None:
-    """Call each plugin's impl of a register hook separately, attributing what it registers."""
-    impls = getattr(host.manager.hook, hook).get_hookimpls()
-    for impl in sorted(impls, key=lambda i: i.plugin_name):
-        name = impl.plugin_name
-        info = host.plugins[name]
-        if info.error:
+    """Call each plugin's impl of a register hook on its own, attributing what it registers.
+
+    A plugin's specs enter the registry only once its hook returned: a plugin that raises
+    halfway registers nothing, and what it registered through earlier register hooks is
+    withdrawn too, so a failed plugin never leaves half its specs behind.
+    """
+    pending: dict[str, list[Any]] = {}
+
+    def register_for(plugin: str) -> Callable[[Any], None]:
+        def register(spec: Any) -> None:
+            registry.check_new(spec, plugin)
+            mine = pending.setdefault(plugin, [])
+            if any(s.name == spec.name for s in mine):
+                raise RegistryError(
+                    f"{registry.kind} {spec.name!r} is registered twice by plugin {plugin!r}; "
+                    f"call register() once per {registry.kind}"
+                )
+            mine.append(spec)
+
+        register.__qualname__ = f"register[{plugin}]"  # names the plugin in pluggy's trace
+        return register
+
+    # Sorted by name, not pluggy's order (last registered first): a duplicate name is
+    # attributed to the same plugin whatever the installation order.
+    for name in sorted(callees(host.manager, hook)):
+        if host.plugins[name].error:
             continue
-
-        def register(spec: Any, _plugin: str = name) -> None:
-            registry.add(spec, _plugin)
-            host.plugins[_plugin].registered[kind].append(spec.name)
-
         try:
-            impl.function(**({"register": register} if "register" in impl.argnames else {}))
+            plugin_caller(host.manager, hook, name)(register=register_for(name))
         except Exception as exc:
-            info.error = _format_error(exc, f"plugin {name!r} raised in {hook}")
+            _withdraw(host, name, _format_error(exc, f"plugin {name!r} raised in {hook}"))
+            continue
+        for spec in pending.get(name, []):
+            registry.add(spec, name)
+            host.plugins[name].registered[kind].append(spec.name)
+
+
+def _withdraw(host: PluginHost, name: str, error: str) -> None:
+    """Mark plugin ``name`` failed and remove every spec it registered so far."""
+    info = host.plugins[name]
+    info.error = error
+    for registry in (host.methods, host.datasets, host.splits):
+        registry.remove_plugin(name)
+    for kind in info.registered:
+        info.registered[kind] = []
 
 
 def _format_error(exc: BaseException, headline: str) -> str:

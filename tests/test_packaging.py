@@ -6,11 +6,15 @@ import os
 import shutil
 import subprocess
 import sys
-import tomllib
 import zipfile
 from pathlib import Path
 
 import pytest
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser, from PyPI (the test extra)
+    import tomli as tomllib
 
 from tests.conftest import REPO
 
@@ -27,14 +31,54 @@ def test_top_level_layout() -> None:
     assert not (REPO / "plugins" / "__init__.py").exists()
 
 
+def builtin_plugin_modules() -> set[str]:
+    """Dotted names of the built-in plugins: modules and packages directly under methods/ and datasets/.
+
+    A package (``methods/mft/__init__.py`` + ``model.py``) is one plugin; its submodules are not.
+    Names starting with ``_`` are shared helpers, not plugins.
+    """
+    root = REPO / "plugins" / "bench_plugins"
+    found = set()
+    for folder in ("methods", "datasets"):
+        for path in (root / folder).iterdir():
+            if path.name.startswith("_"):
+                continue
+            if path.suffix == ".py" or (path.is_dir() and (path / "__init__.py").exists()):
+                found.add(f"bench_plugins.{folder}.{path.stem if path.suffix == '.py' else path.name}")
+    return found
+
+
 def test_every_builtin_plugin_module_has_an_entry_point() -> None:
     modules = set(ENTRY_POINTS.values())
+    plugins = builtin_plugin_modules()
+    # Both shapes are present, so the scan cannot silently miss one of them.
+    assert "bench_plugins.methods.svm" in plugins and "bench_plugins.methods.mft" in plugins
+    missing = sorted(plugins - modules)
+    assert not missing, f"built-in plugins without an entry point in [project.entry-points.bench]: {missing}"
+
+
+def test_every_entry_point_names_a_builtin_module_or_package() -> None:
+    root = REPO / "plugins"
+    for name, target in ENTRY_POINTS.items():
+        if target == "bench_plugins.protocols":
+            continue
+        path = root.joinpath(*target.split("."))
+        assert path.with_suffix(".py").is_file() or (path / "__init__.py").is_file(), (
+            f"entry point {name} = {target!r}: neither {path}.py nor {path}/__init__.py exists"
+        )
+        assert target in builtin_plugin_modules(), f"entry point {name} = {target!r} is not a built-in plugin module"
+
+
+def test_every_plugin_package_is_in_the_distribution() -> None:
+    """setuptools lists packages explicitly: a plugin package missing there is absent from the wheel."""
+    listed = set(PYPROJECT["tool"]["setuptools"]["packages"])
     root = REPO / "plugins" / "bench_plugins"
-    for folder in ("methods", "datasets"):
-        for path in (root / folder).glob("*.py"):
-            if path.name == "__init__.py" or path.name.startswith("_"):
-                continue
-            assert f"bench_plugins.{folder}.{path.stem}" in modules, f"{path} is not registered"
+    packages = {
+        "bench_plugins." + ".".join(p.parent.relative_to(root).parts)
+        for p in root.rglob("__init__.py")
+        if p.parent != root
+    }
+    assert not packages - listed, f"add to [tool.setuptools] packages: {sorted(packages - listed)}"
 
 
 def test_distribution_name_and_console_script() -> None:
@@ -56,7 +100,9 @@ def test_wheel_contains_packages_and_entry_points(tmp_path: Path) -> None:
         entry_points = zf.read(ep_file).decode()
     tops = {n.split("/")[0] for n in names if "dist-info" not in n}
     assert tops == {"bench_core", "bench_plugins"}
-    assert "bench_plugins/methods/two_branch_cnn.py" in names
+    assert "bench_plugins/methods/svm.py" in names
+    assert "bench_plugins/methods/two_branch_cnn/model.py" in names
+    assert "bench_plugins/datasets/synthetic/generator.py" in names
     assert "bench_core/cli/run.py" in names
     for name, target in ENTRY_POINTS.items():
         assert f"{name} = {target}" in entry_points

@@ -27,7 +27,7 @@ from bench_core.data.loader import (
     maps_from_index,
     read_raster,
 )
-from bench_core.data.locate import DATA_DIR_ENV, Layout, Located, SearchRoot, locate, search_roots
+from bench_core.data.locate import CACHE_SCENES_DIR, DATA_DIR_ENV, Layout, Located, SearchRoot, locate, search_roots
 from bench_core.data.matfile import list_variables, mat_version, read_mat, save_mat
 from bench_core.data.normalise import (
     DEFAULT_NORMALISATION,
@@ -41,6 +41,7 @@ from bench_core.data.normalise import (
 
 __all__ = [
     "CACHE_FORMAT",
+    "CACHE_SCENES_DIR",
     "DATA_DIR_ENV",
     "DEFAULT_NORMALISATION",
     "NORMALISATIONS",

@@ -11,7 +11,16 @@ the first call with CUDA tensors). See :mod:`bench_core.ops.selective_scan`,
 
 from __future__ import annotations
 
-from bench_core.ops.clip_vit import VisionTransformer, load_clip_visual, random_clip_visual
+from bench_core.ops.clip_vit import (
+    ACTIVATIONS,
+    VisionTransformer,
+    file_sha256,
+    load_clip_visual,
+    normalize_clip,
+    parse_clip_arch,
+    random_clip_visual,
+    resize_bicubic,
+)
 from bench_core.ops.dcnv4 import (
     DCN_BACKENDS,
     DCNInputError,
@@ -22,9 +31,18 @@ from bench_core.ops.dcnv4 import (
     dcnv4_offset_dim,
     default_dcn_backend,
 )
-from bench_core.ops.ddpm3d import DDPMInputError, LinearBetaSchedule, SimpleUnet3D, extract_features, light_split
-from bench_core.ops.epa import EPA, EPAInputError, EPAMaps
+from bench_core.ops.ddpm3d import (
+    DDPM_PAPER_CHANNELS,
+    DDPMInputError,
+    LinearBetaSchedule,
+    SimpleUnet3D,
+    extract_features,
+    feature_channels,
+    light_split,
+)
+from bench_core.ops.epa import EPA, EPA_SCALINGS, EPA_SPATIAL_LAYOUTS, EPAInputError, EPAMaps
 from bench_core.ops.flops import selective_scan_flops
+from bench_core.ops.layers import Mlp, crop_inputs, trunc_normal_init
 from bench_core.ops.selective_scan import (
     SCAN_BACKENDS,
     ScanInputError,
@@ -83,4 +101,16 @@ __all__ = [
     "selective_scan_fast",
     "selective_scan_flops",
     "selective_scan_sequential",
+    "ACTIVATIONS",
+    "DDPM_PAPER_CHANNELS",
+    "EPA_SCALINGS",
+    "EPA_SPATIAL_LAYOUTS",
+    "Mlp",
+    "crop_inputs",
+    "feature_channels",
+    "file_sha256",
+    "normalize_clip",
+    "parse_clip_arch",
+    "resize_bicubic",
+    "trunc_normal_init",
 ]

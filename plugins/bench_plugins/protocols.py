@@ -13,8 +13,15 @@ from collections.abc import Callable
 
 import numpy as np
 
-from bench_core import Scene, SplitError, SplitProtocol, hookimpl
-from bench_core.splits import choose_blocks, round_half_up, window_cover
+from bench_core import (
+    Scene,
+    SplitError,
+    SplitProtocol,
+    choose_blocks,
+    hookimpl,
+    round_half_up,
+    window_cover,
+)
 
 __all__ = [
     "SPATIAL_BLOCKS_DEFAULTS",

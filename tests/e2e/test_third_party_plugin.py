@@ -7,6 +7,7 @@ PYTHONPATH, so this environment stays clean for the other tests.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def bench(site: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     exe = Path(sys.executable).parent / "bench"
-    env = subprocess_env(PYTHONPATH=str(site), CI="true", BENCH_HOME=str(cwd / "home"))
+    # Keep the caller's PYTHONPATH (a checkout under test) after the installed fixture packages.
+    pythonpath = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
+    env = subprocess_env(PYTHONPATH=pythonpath, CI="true", BENCH_HOME=str(cwd / "home"))
     return subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=600)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import bench_plugins.methods.bdgf as bdgf
+import bench_plugins.methods.bdgf.model as bdgf_model
 import numpy as np
 import pytest
 import torch
@@ -46,12 +47,12 @@ def _data(seed: int = 0, shape: tuple[int, int] = (H, W), labels_seed: int = 0) 
     return TrainData(inputs, train, pick.integers(0, 3, train.size), val, pick.integers(0, 3, val.size), 3)
 
 
-def _model(seed: int = 0, info: dict[str, Any] | None = None, **overrides: Any) -> bdgf.BDGF:
+def _model(seed: int = 0, info: dict[str, Any] | None = None, **overrides: Any) -> bdgf_model.BDGF:
     torch.manual_seed(seed)
     return bdgf.build({**TINY, **overrides}, _info(**(info or {})))
 
 
-def _run_stage(model: bdgf.BDGF, data: Any, seed: int = 0, cache_dir: Path | None = None, **config: Any) -> StageCache | None:
+def _run_stage(model: bdgf_model.BDGF, data: Any, seed: int = 0, cache_dir: Path | None = None, **config: Any) -> StageCache | None:
     spec = bdgf.method_spec()
     resolved = spec.resolve("fast", {"model": {**TINY, **config}})
     cache = StageCache(cache_dir / "bdgf", data.inputs) if cache_dir is not None else None
@@ -94,6 +95,12 @@ def test_paper_profile_sizes_at_augsburg_and_berlin_shapes(hsi: int, classes: in
     assert not any(p.requires_grad for p in model.ddpm.parameters())  # frozen outside its stage
 
 
+def test_paper_ddpm_widths_are_the_ops_constant() -> None:
+    from bench_core.ops import DDPM_PAPER_CHANNELS
+
+    assert bdgf.DDPM_PAPER_CHANNELS == DDPM_PAPER_CHANNELS == bdgf.BDGFOptions().ddpm_channels
+
+
 def test_x_noise_follows_the_x_modality() -> None:
     assert _model().x_noise == "speckle"
     assert bdgf.build(TINY, _info(x_modalities=("lidar",))).x_noise == "gaussian"
@@ -130,7 +137,7 @@ def test_a_second_run_reuses_the_cached_ddpm_and_features(tmp_path: Path, monkey
     def no_training(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the DDPM was trained again although the cache holds it")
 
-    monkeypatch.setattr(bdgf, "pretrain_ddpm", no_training)
+    monkeypatch.setattr(bdgf_model, "pretrain_ddpm", no_training)
     second = _model(seed=9)  # other initial weights: everything must come from the cache
     cache = _run_stage(second, _data(), cache_dir=tmp_path)
     assert cache is not None and cache.events == {"ddpm": "hit", "features": "hit"}

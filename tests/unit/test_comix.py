@@ -15,6 +15,8 @@ import optuna
 import pytest
 import torch
 import torch.nn.functional as F
+from bench_plugins.methods import comix
+from bench_plugins.methods.comix import model as comix_model
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -23,7 +25,6 @@ from bench_core.ops.dcnv4 import DCNv4, dcnv4_flops
 from bench_core.ops.epa import EPA
 from bench_core.timing import count_parameters, flops_per_sample
 from bench_core.training import make_optimizer
-from bench_plugins.methods import comix
 
 # Frozen calibration (Houston2013 shapes: 144 HSI + 1 LiDAR band, 15 classes, 128 x 128, batch 1).
 PAPER_PARAMS = 22_406_991
@@ -52,12 +53,12 @@ def _inputs(batch: int = 2, hsi: int = 10, x: int = 2, crop: int = 12, seed: int
             "x": torch.rand(batch, x, crop, crop, generator=gen)}
 
 
-def _small(**overrides: Any) -> comix.CoMiX:
+def _small(**overrides: Any) -> comix_model.CoMiX:
     torch.manual_seed(0)
     return comix.build({**SMALL, **overrides}, _info())
 
 
-def _houston_on_meta(**overrides: Any) -> comix.CoMiX:
+def _houston_on_meta(**overrides: Any) -> comix_model.CoMiX:
     spec = comix.method_spec()
     with torch.device("meta"):
         return comix.build({**spec.profiles["paper"]["model"], **overrides},
@@ -205,7 +206,7 @@ def test_eval_forward_does_not_depend_on_the_other_samples() -> None:
 
 def test_spectral_stem_makes_ordered_slices_of_contiguous_bands() -> None:
     torch.manual_seed(0)
-    stem = comix.SpectralStem(bands=10, depth=4, channels=16).eval()  # k = 3, two zero bands appended
+    stem = comix_model.SpectralStem(bands=10, depth=4, channels=16).eval()  # k = 3, two zero bands appended
     assert stem.conv.kernel_size == (3, 1, 1) and stem.conv.stride == (3, 1, 1)
     hsi = torch.rand(2, 10, 5, 5)
     with torch.no_grad():
@@ -221,10 +222,10 @@ def test_spectral_stem_makes_ordered_slices_of_contiguous_bands() -> None:
 # ----------------------------------------------------------------------------- CMFeX
 
 
-def _cmfex(mode: str, depth: int = 3, side: int = 4, channels: int = 16, **overrides: Any) -> comix.CMFeX:
+def _cmfex(mode: str, depth: int = 3, side: int = 4, channels: int = 16, **overrides: Any) -> comix_model.CMFeX:
     options = comix._resolve({**SMALL, "proj_size": 5, "heads": 2, **overrides})
     torch.manual_seed(0)
-    return comix.CMFeX(mode, channels, (depth, side, side), options).double()
+    return comix_model.CMFeX(mode, channels, (depth, side, side), options).double()
 
 
 def _tokens(depth: int = 3, side: int = 4, channels: int = 16, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -309,8 +310,8 @@ def test_single_path_cmfex_equals_that_path_of_the_full_module(mode: str) -> Non
     mh, mx = full.hsi.maps(hsi), full.x.maps(x)
     if mode == "spa":
         assert single.hsi.E.in_features == 48 and single.x.E.in_features == 16
-        expected_hsi = comix._broadcast_depth(full.hsi.attend_spatial(mx.spatial, mh.v_spatial), 3)
-        expected_x = comix._pool_depth(full.x.attend_spatial(mh.spatial, mx.v_spatial), 3, "mean")
+        expected_hsi = comix_model._broadcast_depth(full.hsi.attend_spatial(mx.spatial, mh.v_spatial), 3)
+        expected_x = comix_model._pool_depth(full.x.attend_spatial(mh.spatial, mx.v_spatial), 3, "mean")
     else:
         assert not hasattr(single.hsi, "E") and not hasattr(single.x, "E")  # no token projection at all
         expected_hsi = full.hsi.attend_channel(mx.channel, mh.v_channel)
@@ -338,7 +339,7 @@ def test_cmfex_switch_changes_modules_and_outputs() -> None:
                 assert not torch.allclose(outputs[a], outputs[b]), (a, b)
 
 
-def _branch_outputs(model: comix.CoMiX, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
+def _branch_outputs(model: comix_model.CoMiX, batch: dict[str, torch.Tensor]) -> list[torch.Tensor]:
     """The X branch's block outputs per stage (after the 2D DCN blocks, before CMFeX)."""
     seen: list[torch.Tensor] = []
     handles = [blocks.register_forward_hook(lambda m, i, o: seen.append(o.detach().clone()))

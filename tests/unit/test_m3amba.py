@@ -17,6 +17,7 @@ from bench_core import ConfigError, SceneInfo, load_plugins
 from bench_core.ops.clip_vit import KNOWN_ARCHS, VisionTransformer
 from bench_core.timing import flops_per_sample
 from bench_plugins.methods import m3amba
+from bench_plugins.methods.m3amba import model as m3amba_model
 
 # The reference VSSM (kaka-Cao/M3amba net/net_vmamba_v4.py, CLIP and reducers excluded),
 # counted by instantiating it with its CUDA/triton imports stubbed (methods.md section 3.2).
@@ -91,12 +92,12 @@ def _inputs(batch: int = 2, hsi: int = 6, x: int = 2, crop: int = 8, seed: int =
             "x": torch.rand(batch, x, crop, crop, generator=gen)}
 
 
-def _small(**overrides: Any) -> m3amba.M3amba:
+def _small(**overrides: Any) -> m3amba_model.M3amba:
     torch.manual_seed(0)
     return m3amba.build({**SMALL, **overrides}, _info())
 
 
-def _paper_on_meta(hsi: int, x: int, classes: int, **overrides: Any) -> m3amba.M3amba:
+def _paper_on_meta(hsi: int, x: int, classes: int, **overrides: Any) -> m3amba_model.M3amba:
     config = {"guidance": "clip-random", "clip_arch": "ViT-B-32", **overrides}
     with torch.device("meta"):
         return m3amba.build(config, _info(hsi, x, classes, crop=32))
@@ -163,7 +164,7 @@ def test_concat_variant_has_no_clip_parts() -> None:
 @pytest.mark.parametrize(("dtype", "tol"), [(torch.float32, 1e-6), (torch.float64, 1e-12)])
 def test_skipped_guide_stream_equals_the_full_cross_ss2d(dtype: torch.dtype, tol: float) -> None:
     torch.manual_seed(1)
-    block = m3amba.CrossBlock(16, {"d_state": 4, "ssm_ratio": 2.0, "dt_rank": 1, "d_conv": 3}, 2.0, 0.0).to(dtype)
+    block = m3amba_model.CrossBlock(16, {"d_state": 4, "ssm_ratio": 2.0, "dt_rank": 1, "d_conv": 3}, 2.0, 0.0).to(dtype)
     x = torch.randn(2, 6, 5, 16, dtype=dtype)
     guide = torch.randn(2, 6, 5, 16, dtype=dtype)
     with torch.no_grad():

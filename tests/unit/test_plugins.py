@@ -136,3 +136,83 @@ def test_specs_need_paper_and_fast_profiles() -> None:
 def test_dataset_spec_validation() -> None:
     with pytest.raises(RegistryError, match="load must be callable"):
         DatasetSpec(name="d", load=None, modalities=("hsi",), class_names=("a",))  # type: ignore[arg-type]
+
+
+def test_a_plugin_raising_halfway_keeps_none_of_its_specs() -> None:
+    @hookimpl
+    def bench_register_datasets(register):
+        register(DatasetSpec(name="half-ds", load=lambda c: None, modalities=("hsi",), class_names=("a",)))
+
+    @hookimpl
+    def bench_register_methods(register):
+        register(method("half-a"))
+        raise ValueError("second method is broken")
+
+    half = types.SimpleNamespace(bench_register_datasets=bench_register_datasets,
+                                 bench_register_methods=bench_register_methods)
+    host = load_plugins(entry_points=False, extra={"half": half, "good": plugin_registering("ok")})
+    assert "second method is broken" in host.plugins["half"].error
+    assert host.methods.names() == ["ok"]
+    assert "half-ds" not in host.datasets
+    assert host.plugins["half"].registered == {"methods": [], "datasets": [], "splits": []}
+
+
+def test_hooks_go_through_pluggy_wrappers_and_tryfirst_apply() -> None:
+    order: list[str] = []
+
+    def observer(label: str, **marks: bool) -> object:
+        @hookimpl(**marks)
+        def bench_cell_started(cell):
+            order.append(label)
+            if label == "late":
+                raise RuntimeError("late observer bug")
+
+        return types.SimpleNamespace(bench_cell_started=bench_cell_started)
+
+    @hookimpl(wrapper=True)
+    def bench_cell_started(cell):
+        order.append("wrap>")
+        try:
+            return (yield)
+        finally:
+            order.append("<wrap")
+
+    wrapper = types.SimpleNamespace(bench_cell_started=bench_cell_started)
+    host = load_plugins(
+        entry_points=False,
+        extra={"late": observer("late", trylast=True), "early": observer("early", tryfirst=True), "wrapper": wrapper},
+    )
+    host.cell_started(cell="c")
+    # the wrapper wraps each plugin's own call; the raising observer does not stop the wrapper's exit
+    assert order == ["wrap>", "early", "<wrap", "wrap>", "late", "<wrap"]
+
+
+def test_trace_env_prints_hook_calls_of_bench_plugins() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "BENCH_TRACE_PLUGINS": "1", "BENCH_PLUGINS": "svm,protocols"}
+    code = "import sys; from bench_core.cli import main; sys.exit(main(['plugins']))"
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "[bench trace]" in proc.stderr and "bench_register_methods [hook]" in proc.stderr
+    quiet = subprocess.run([sys.executable, "-c", code], env={**env, "BENCH_TRACE_PLUGINS": ""},
+                           capture_output=True, text=True, timeout=120)
+    assert quiet.returncode == 0 and "[bench trace]" not in quiet.stderr
+
+
+def test_loading_every_builtin_plugin_imports_no_torch() -> None:
+    """Registration is cheap: method plugins import their torch models only in build()."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from bench_core import load_plugins; host = load_plugins(); "
+        "assert not host.errors, host.errors; "
+        "print(len(host.methods), sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    count, modules = proc.stdout.split(" ", 1)
+    assert int(count) >= 10 and modules.strip() == "[]", proc.stdout

@@ -4,14 +4,15 @@ the mixers' scan semantics."""
 from __future__ import annotations
 
 import ast
-import inspect
+from pathlib import Path
 
 import pytest
 import torch
+from bench_plugins.methods import s2mamba
+from bench_plugins.methods.s2mamba import model as s2mamba_model
 
 from bench_core import ConfigError, SceneInfo, load_plugins
 from bench_core.ops import selective_scan_sequential
-from bench_plugins.methods import s2mamba
 
 # Measured on the reference module (methods.md 7.2): S2Mamba(in_chans=B, patch=p, num_classes=K).
 HOUSTON_PARAMS = 118_759  # B 144, p 9, K 15
@@ -190,11 +191,11 @@ def test_mixture_gate_zeroes_small_gates() -> None:
 def test_drop_path_zeroes_whole_samples_and_keeps_the_mean() -> None:
     torch.manual_seed(6)
     x = torch.ones(4000, 3, 3, 2)
-    out = s2mamba.drop_path(x, 0.25, training=True)
+    out = s2mamba_model.drop_path(x, 0.25, training=True)
     per_sample = out.flatten(1)
     assert bool(((per_sample == 0).all(1) | (per_sample == 1 / 0.75).all(1)).all())
     assert abs(float(out.mean()) - 1.0) < 0.05
-    assert torch.equal(s2mamba.drop_path(x, 0.25, training=False), x)
+    assert torch.equal(s2mamba_model.drop_path(x, 0.25, training=False), x)
 
 
 @pytest.mark.parametrize(
@@ -258,9 +259,15 @@ def test_an_unknown_variant_name_is_rejected() -> None:
 
 
 def test_plugin_code_never_moves_tensors_to_cuda() -> None:
-    tree = ast.parse(inspect.getsource(s2mamba))
-    calls = [n.lineno for n in ast.walk(tree) if isinstance(n, ast.Attribute) and n.attr == "cuda"]
-    assert not calls, f"s2mamba.py uses .cuda at lines {calls}; the Trainer owns the device"
+    files = sorted(Path(s2mamba.__file__).parent.glob("*.py"))
+    assert len(files) >= 2, f"expected the s2mamba package (__init__.py and model.py), found {files}"
+    calls = [
+        f"{path.name}:{n.lineno}"
+        for path in files
+        for n in ast.walk(ast.parse(path.read_text()))
+        if isinstance(n, ast.Attribute) and n.attr == "cuda"
+    ]
+    assert not calls, f"s2mamba uses .cuda at {calls}; the Trainer owns the device"
 
 
 def test_the_three_variants_are_registered_through_the_bench_entry_point() -> None:

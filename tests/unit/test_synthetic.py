@@ -4,13 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy import ndimage
-
-from bench_core import ConfigError, DatasetContext, DatasetSpec, Scene, load_plugins
 from bench_plugins.datasets import synthetic
 from bench_plugins.datasets.synthetic import (
     AUGSBURG_CLASSES,
-    CAR,
     CLASS_MODELS,
     MATERIALS,
     PART_MODELS,
@@ -19,6 +15,11 @@ from bench_plugins.datasets.synthetic import (
     endmember_spectra,
     make_synthetic_scene,
 )
+from bench_plugins.datasets.synthetic import layout as synthetic_layout
+from bench_plugins.datasets.synthetic.layout import CAR
+from scipy import ndimage
+
+from bench_core import ConfigError, DatasetContext, DatasetSpec, Scene, load_plugins
 
 
 @pytest.fixture(scope="module")
@@ -356,7 +357,7 @@ def test_difficulty_budget_is_recorded_and_holds_for_any_seed(scene: Scene) -> N
 
 def test_orchard_crowns_have_tree_size_and_a_regular_spacing() -> None:
     rng = np.random.default_rng(7)
-    crown, trees = synthetic._orchard(rng, np.ones((60, 60), dtype=bool))
+    crown, trees = synthetic_layout._orchard(rng, np.ones((60, 60), dtype=bool))
     assert trees.min() == 0 and np.all(trees >= 0)  # every pixel belongs to a tree's patch
     parts, n = ndimage.label(crown)
     areas = np.bincount(parts.ravel())[1:]
@@ -365,13 +366,13 @@ def test_orchard_crowns_have_tree_size_and_a_regular_spacing() -> None:
     assert np.all((areas[np.asarray(inner) - 1] >= 4) & (areas[np.asarray(inner) - 1] <= 16))
     centres = np.array(ndimage.center_of_mass(crown, parts, inner))
     gaps = np.sort(np.sqrt(((centres[:, None] - centres[None]) ** 2).sum(-1)), axis=1)[:, 1]
-    lo, hi = synthetic.ORCHARD_SPACING
+    lo, hi = synthetic_layout.ORCHARD_SPACING
     assert lo - 0.8 <= np.median(gaps) <= hi + 0.8
 
 
 def test_parking_holds_rows_of_car_size_items_and_roads_a_few() -> None:
     rng = np.random.default_rng(3)
-    cars, numbers, patches = synthetic._parking(rng, np.ones((60, 60), dtype=bool))
+    cars, numbers, patches = synthetic_layout._parking(rng, np.ones((60, 60), dtype=bool))
     assert np.all(patches >= 0) and np.all(numbers[cars] >= 0) and np.all(numbers[~cars] == -1)
     parts, n = ndimage.label(cars)
     areas = np.array([np.count_nonzero(parts == i + 1) for i in range(n) if not _touches_border(parts == i + 1)])
@@ -379,7 +380,7 @@ def test_parking_holds_rows_of_car_size_items_and_roads_a_few() -> None:
     assert 0.15 <= cars.mean() <= 0.4
     strip = np.zeros((40, 80), dtype=bool)
     strip[18:22] = True
-    on_road, _ = synthetic._road_cars(np.random.default_rng(0), strip, horizontal=True)
+    on_road, _ = synthetic_layout._road_cars(np.random.default_rng(0), strip, horizontal=True)
     assert on_road.any() and not (on_road & ~strip).any()
     assert on_road.sum() / strip.sum() < 0.3
 

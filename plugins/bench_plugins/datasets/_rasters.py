@@ -21,8 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from bench_core import DatasetError
 from bench_core.data import mat_version, read_mat
-from bench_core.errors import DatasetError
 
 __all__ = ["ENVI_DTYPES", "EnviImage", "GeoTiff", "MatBands", "parse_envi_header", "read_envi", "read_geotiff"]
 

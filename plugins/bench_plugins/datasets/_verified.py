@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from bench_core import DatasetContext, DatasetError, Scene
 from bench_core.data import (
     DATA_DIR_ENV,
     DEFAULT_NORMALISATION,
@@ -40,9 +41,6 @@ from bench_core.data import (
     RealDataset,
     locate,
 )
-from bench_core.errors import DatasetError
-from bench_core.scene import Scene
-from bench_core.specs import DatasetContext
 
 __all__ = ["MISMATCH_KEY", "PublishedFacts", "VerifiedDataset", "class_counts", "layout_base", "verify_enabled"]
 

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from bench_core import ConfigError
-from bench_core.ops.ddpm3d import (
+from bench_core.ops import (
     DDPMInputError,
     LinearBetaSchedule,
     SimpleUnet3D,

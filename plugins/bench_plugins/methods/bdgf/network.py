@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
 from typing import Any
 
 import torch
@@ -45,15 +44,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench_core import ConfigError
-from bench_core.ops.selective_scan import selective_scan
+from bench_core.ops import selective_scan
+from bench_plugins.methods.bdgf.options import (
+    SPECTRAL_DEPTH,
+    NetOptions,
+    parse_temperature,
+    positive_int,
+)
 
 NAME = "bdgf"
 BRANCHES = ("cnn", "trans", "mamba")
 # (a, b): branch b is the target of branch a (CNN <- Trans, CNN <- Mamba, Trans <- Mamba).
 PAIRS = (("cnn", "trans"), ("cnn", "mamba"), ("trans", "mamba"))
-MAMBA_SEQUENCES = ("pixels", "bands")
-GROUP_ATTENTION_MODES = ("literal", "shared")
-SPECTRAL_DEPTH = 8  # the 3D stem's spectral slices (E = 8 x E/8 "channels")
 TEMPERATURE_EPS = 1e-6
 IGNORE = -1
 
@@ -65,84 +67,6 @@ __all__ = [
     "mutual_learning_loss",
     "parse_temperature",
 ]
-
-
-# --------------------------------------------------------------------------- options
-
-
-def parse_temperature(text: str) -> float | None:
-    """``"learned"`` -> None (per-sample T from the temperature FCs); ``"fixed:<T>"`` -> T > 0."""
-    expectation = "expected 'learned' or 'fixed:<T>' with T a positive number (e.g. 'fixed:4')"
-    if not isinstance(text, str):
-        raise ConfigError(f"{NAME} model.temperature = {text!r}: {expectation}")
-    if text == "learned":
-        return None
-    head, sep, tail = text.partition(":")
-    if head != "fixed" or not sep:
-        raise ConfigError(f"{NAME} model.temperature = {text!r}: {expectation}")
-    try:
-        value = float(tail)
-    except ValueError:
-        raise ConfigError(f"{NAME} model.temperature = {text!r}: {expectation}") from None
-    if not (math.isfinite(value) and value > 0.0):
-        raise ConfigError(f"{NAME} model.temperature = {text!r}: {expectation}")
-    return value
-
-
-def _positive_int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{NAME} {key} = {value!r}: expected a positive integer")
-    return value
-
-
-@dataclass(frozen=True)
-class NetOptions:
-    """``model.*`` settings of the training network (defaults = the paper profile and our choices)."""
-
-    embed_dim: int = 64
-    heads: int = 8
-    hsi_tokens: int = 4  # MFT tokenizer tokens for HSI
-    x_tokens: int = 1  # for X
-    temperature: str = "learned"  # or "fixed:<T>"
-    mamba_d_state: int = 16
-    mamba_expand: int = 2
-    mamba_d_conv: int = 4
-    mamba_sequence: str = "pixels"  # or "bands"
-    group_attention: str = "literal"  # Q, K, V convs on each input incl. dif; "shared": dif -> E first
-
-    @classmethod
-    def from_mapping(cls, config: Mapping[str, Any]) -> NetOptions:
-        """Options from the ``model.*`` keys this network knows (others are the caller's)."""
-        known = {f.name for f in fields(cls)}
-        options = cls(**{k: v for k, v in config.items() if k in known})
-        options.validate()
-        return options
-
-    def validate(self) -> None:
-        """Raise ConfigError naming the first bad ``model.*`` value."""
-        for key in ("embed_dim", "heads", "hsi_tokens", "x_tokens", "mamba_d_state", "mamba_expand",
-                    "mamba_d_conv"):
-            _positive_int(f"model.{key}", getattr(self, key))
-        if self.embed_dim % SPECTRAL_DEPTH:
-            raise ConfigError(
-                f"{NAME} model.embed_dim = {self.embed_dim}: expected a multiple of {SPECTRAL_DEPTH} (the "
-                f"3D stem's {SPECTRAL_DEPTH} spectral slices x embed_dim/{SPECTRAL_DEPTH} channels); use 64"
-            )
-        if self.embed_dim % self.heads:
-            raise ConfigError(
-                f"{NAME} model.heads = {self.heads}: does not divide model.embed_dim = {self.embed_dim}; "
-                f"expected a divisor (the paper: 8 heads of 64)"
-            )
-        if self.mamba_sequence not in MAMBA_SEQUENCES:
-            raise ConfigError(
-                f"{NAME} model.mamba_sequence = {self.mamba_sequence!r}: expected one of {list(MAMBA_SEQUENCES)}"
-            )
-        if self.group_attention not in GROUP_ATTENTION_MODES:
-            raise ConfigError(
-                f"{NAME} model.group_attention = {self.group_attention!r}: expected one of "
-                f"{list(GROUP_ATTENTION_MODES)}"
-            )
-        parse_temperature(self.temperature)
 
 
 # --------------------------------------------------------------------------- CNN branch
@@ -468,7 +392,7 @@ class BDGFNet(nn.Module):
         super().__init__()
         for key, value in (("hsi_bands", hsi_bands), ("x_bands", x_bands), ("dif_channels", dif_channels),
                            ("num_classes", num_classes), ("patch", patch)):
-            _positive_int(key, value)
+            positive_int(key, value)
         options.validate()
         self.options = options
         self.shapes = (hsi_bands, x_bands, dif_channels, patch)

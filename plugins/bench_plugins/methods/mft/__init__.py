@@ -25,6 +25,9 @@ Architecture as in the authors' notebook (AnkurDeria/MFT ``Model/MFT.ipynb``, th
 Unlike the notebook, the patch size is taken from the scene info (no global variable),
 nothing calls ``.cuda()``, and the checkpoint is chosen on validation pixels, never on
 the test set.
+
+This package registers the method without importing torch; the network lives in
+:mod:`.model`, which ``build`` imports.
 """
 
 from __future__ import annotations
@@ -36,7 +39,6 @@ from bench_core import ConfigError, MethodSpec, SceneInfo, hookimpl
 
 if TYPE_CHECKING:
     import optuna
-    import torch
     from torch import nn
 
 NAME = "mft"
@@ -49,7 +51,6 @@ _DEFAULTS: dict[str, Any] = {
     "dropout": 0.1,
     "spectral_kernel": 9,
 }
-_SPECTRAL_MAPS = 8  # Conv3d output maps in the reference HSI stem
 
 
 def _positive_int(key: str, value: Any, hint: str) -> int:
@@ -73,19 +74,6 @@ def hetconv_groups(in_channels: int, dim: int) -> int:
             f"dim = 64 (the paper's value) or 32"
         )
     return groups
-
-
-def learn_tokens(pixels: torch.Tensor, attn_weight: torch.Tensor, value_weight: torch.Tensor) -> torch.Tensor:
-    """MFT's token learner: (B, P, C) pixel vectors -> (B, n, C) tokens.
-
-    ``attn_weight`` (1, n, C) scores every pixel for each token; a softmax over the P
-    pixels turns the scores into pooling weights, which pool the pixels projected by
-    ``value_weight`` (1, C, C): ``softmax_P(X Wa^T)^T (X Wv)``.
-    """
-    import torch
-
-    weights = torch.matmul(pixels, attn_weight.transpose(1, 2)).transpose(1, 2).softmax(dim=-1)
-    return torch.matmul(weights, torch.matmul(pixels, value_weight))
 
 
 def _resolve(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -121,124 +109,25 @@ def build(config: Mapping[str, Any], info: SceneInfo) -> nn.Module:
     The Conv3d's band extent is ``min(spectral_kernel, hsi bands)`` so that inputs with
     fewer than 9 bands (test scenes) still build; real HSI always has more.
     """
-    import torch
-    from torch import nn
+    from bench_plugins.methods.mft.model import MFT, SPECTRAL_MAPS
 
     values = _resolve(config)
-    dim, heads, n_tokens = values["dim"], values["heads"], values["hsi_tokens"]
-    depth, hidden, dropout = values["depth"], values["mlp_hidden"], float(values["dropout"])
-    hsi_bands, x_bands = int(info.bands["hsi"]), int(info.bands["x"])
+    hsi_bands = int(info.bands["hsi"])
     kernel = min(values["spectral_kernel"], hsi_bands)
-    stem_channels = _SPECTRAL_MAPS * (hsi_bands - kernel + 1)
-    groups = hetconv_groups(stem_channels, dim)
-
-    class HetConv(nn.Module):
-        """Grouped 3x3 conv plus pointwise 1x1 conv over the same input, summed."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.grouped = nn.Conv2d(stem_channels, dim, 3, padding=1, groups=groups)
-            self.pointwise = nn.Conv2d(stem_channels, dim, 1)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.grouped(x) + self.pointwise(x)
-
-    class ClsCrossAttention(nn.Module):
-        """MFT's multi-head cross attention: the CLS token queries all tokens; output (B, 1, dim)."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            head_width = dim // heads
-            self.scale = head_width**-0.5  # the reference scales by the head width, not by dim
-            # One Linear per role, shared by every head, maps a head's slice to dim channels.
-            self.to_q = nn.Linear(head_width, dim, bias=False)
-            self.to_k = nn.Linear(head_width, dim, bias=False)
-            self.to_v = nn.Linear(head_width, dim, bias=False)
-            self.proj = nn.Linear(dim * heads, dim)
-            self.drop = nn.Dropout(dropout)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            b, n, c = x.shape
-            slices = x.reshape(b, n, heads, c // heads)
-            q = self.to_q(slices[:, :1])  # (B, 1, heads, dim)
-            k = self.to_k(slices)  # (B, N, heads, dim)
-            v = self.to_v(slices)
-            attn = (torch.einsum("bqhd,bkhd->bhqk", q, k) * self.scale).softmax(dim=-1)
-            out = torch.einsum("bhqk,bkhd->bqhd", attn, v).reshape(b, 1, heads * dim)
-            return self.drop(self.proj(out))
-
-    class Mlp(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.fc1 = nn.Linear(dim, hidden)
-            self.act = nn.GELU()
-            self.fc2 = nn.Linear(hidden, dim)
-            self.drop = nn.Dropout(dropout)
-            for fc in (self.fc1, self.fc2):
-                nn.init.xavier_uniform_(fc.weight)
-                nn.init.normal_(fc.bias, std=1e-6)
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
-
-    class Block(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.attn_norm = nn.LayerNorm(dim, eps=1e-6)
-            self.attn = ClsCrossAttention()
-            self.mlp_norm = nn.LayerNorm(dim, eps=1e-6)
-            self.mlp = Mlp()
-
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            x = x + self.attn(self.attn_norm(x))  # (B, 1, dim) broadcast onto every token
-            return x + self.mlp(self.mlp_norm(x))
-
-    def token_weight(*shape: int) -> nn.Parameter:
-        # Same (1, rows, cols) shapes as the reference so Xavier-normal gets the same fans.
-        weight = torch.empty(1, *shape)
-        nn.init.xavier_normal_(weight)
-        return nn.Parameter(weight)
-
-    class MFT(nn.Module):
-        """HSI + X patches -> (B, K) logits of the centre pixel."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.spectral_kernel = kernel
-            self.hsi_conv3d = nn.Sequential(
-                nn.Conv3d(1, _SPECTRAL_MAPS, (kernel, 3, 3), padding=(0, 1, 1)),
-                nn.BatchNorm3d(_SPECTRAL_MAPS),
-                nn.ReLU(),
-            )
-            self.hsi_conv2d = nn.Sequential(HetConv(), nn.BatchNorm2d(dim), nn.ReLU())
-            self.x_conv = nn.Sequential(nn.Conv2d(x_bands, dim, 3, padding=1), nn.BatchNorm2d(dim), nn.GELU())
-            # Bare parameters on this module, as in the reference (torchsummary leaves them out).
-            self.hsi_token_attn = token_weight(n_tokens, dim)
-            self.hsi_token_value = token_weight(dim, dim)
-            self.x_token_attn = token_weight(1, dim)
-            self.x_token_value = token_weight(dim, dim)
-            self.pos_embedding = nn.Parameter(torch.randn(1, n_tokens + 1, dim))
-            self.dropout = nn.Dropout(dropout)
-            self.blocks = nn.ModuleList(Block() for _ in range(depth))
-            self.norm = nn.LayerNorm(dim, eps=1e-6)
-            self.head = nn.Linear(dim, info.num_classes)
-            nn.init.xavier_uniform_(self.head.weight)
-            nn.init.normal_(self.head.bias, std=1e-6)
-
-        def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-            hsi, x = inputs["hsi"], inputs["x"]
-            b, _, h, w = hsi.shape
-            feats = self.hsi_conv3d(hsi.unsqueeze(1)).reshape(b, -1, h, w)
-            feats = self.hsi_conv2d(feats).flatten(2).transpose(1, 2)  # (B, p*p, dim)
-            x_feats = self.x_conv(x).flatten(2).transpose(1, 2)
-            cls = learn_tokens(x_feats, self.x_token_attn, self.x_token_value)
-            tokens = learn_tokens(feats, self.hsi_token_attn, self.hsi_token_value)
-            seq = self.dropout(torch.cat([cls, tokens], dim=1) + self.pos_embedding)
-            for block in self.blocks:
-                seq = block(seq)
-            return self.head(self.norm(seq)[:, 0])
-
-    return MFT()
+    groups = hetconv_groups(SPECTRAL_MAPS * (hsi_bands - kernel + 1), values["dim"])
+    return MFT(
+        hsi_bands=hsi_bands,
+        x_bands=int(info.bands["x"]),
+        num_classes=info.num_classes,
+        dim=values["dim"],
+        heads=values["heads"],
+        hsi_tokens=values["hsi_tokens"],
+        depth=values["depth"],
+        mlp_hidden=values["mlp_hidden"],
+        dropout=float(values["dropout"]),
+        kernel=kernel,
+        groups=groups,
+    )
 
 
 def search_space(trial: optuna.Trial) -> dict[str, Any]:

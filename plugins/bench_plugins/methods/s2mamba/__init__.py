@@ -53,11 +53,13 @@ The reference builds its block and head LayerNorms with PyTorch's default eps (1
 The reference also wraps both mixers in DropPath at rate ``linspace(0, dropout, depth)[0]``,
 which is 0 for its single block; we leave that identity out. Its ``dropout`` sets the
 mixers' output dropout and the SMG's DropPath, as ``model.dropout`` does here.
+
+This package registers the methods without importing torch; the network lives in
+:mod:`.model`, which ``build`` imports.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -65,7 +67,6 @@ from bench_core import ConfigError, MethodSpec, SceneInfo, hookimpl
 
 if TYPE_CHECKING:
     import optuna
-    import torch
     from torch import nn
 
 NAME = "s2mamba"
@@ -137,107 +138,23 @@ def input_bands(config: Mapping[str, Any], info: SceneInfo) -> int:
     return hsi + int(info.bands["x"])
 
 
-def drop_path(x: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
-    """Stochastic depth: zero whole samples with probability ``rate``, rescale the rest."""
-    if rate == 0.0 or not training:
-        return x
-    keep = 1.0 - rate
-    mask = x.new_empty((x.shape[0],) + (1,) * (x.ndim - 1)).bernoulli_(keep)
-    return x * mask / keep
-
-
 def build(config: Mapping[str, Any], info: SceneInfo) -> nn.Module:
     """Build S2Mamba for ``info``'s bands (see ``model.x_input``), patch size and K classes."""
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
-
-    from bench_core.ops import SS2D, DirectionalSSM, cross_merge_1d, cross_scan_1d
+    from bench_plugins.methods.s2mamba.model import S2Mamba
 
     values = _resolve(config)
-    bands = input_bands(values, info)
-    patch = int(info.patch_size)
-    dim, d_state, dropout = values["dim"], values["d_state"], float(values["dropout"])
-    inner = values["expand"] * dim
-    dt_rank = math.ceil(dim / 16)
-    threshold = float(values["gate_threshold"])
-    true_reverse = values["spectral_reverse"] == "sequence"
-    concat_x = values["x_input"] == "concat"
-    positions = patch * patch
-
-    class BSS(nn.Module):
-        """Spectral mixer: SS2D's shell around a 2-direction scan along the inner channels,
-        with the p^2 pixel positions as the scan's channels."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.in_proj = nn.Linear(dim, 2 * inner, bias=False)
-            self.conv2d = nn.Conv2d(inner, inner, 3, padding=1, groups=inner)
-            self.ssm = DirectionalSSM(positions, dt_rank, d_state, directions=2)
-            self.out_norm = nn.LayerNorm(positions)
-            self.out_proj = nn.Linear(inner, dim, bias=False)
-            self.dropout = nn.Dropout(dropout)
-
-        def core(self, x: torch.Tensor) -> torch.Tensor:
-            """(B, inner, p, p) after the conv -> (B, p, p, inner) scanned and normalised."""
-            b, c, h, w = x.shape
-            seq = x.reshape(b, c, h * w).transpose(1, 2)  # (B, p^2, inner): sequence = channels
-            # The reference's second direction flips a size-1 axis, i.e. scans forward too.
-            xs = cross_scan_1d(seq) if true_reverse else torch.stack([seq, seq], dim=1)
-            y = cross_merge_1d(self.ssm(xs))  # (B, p^2, inner)
-            y = self.out_norm(y.transpose(1, 2))  # LayerNorm over the p^2 positions
-            return y.transpose(1, 2).reshape(b, h, w, c)
-
-        def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-            x, z = self.in_proj(tokens).chunk(2, dim=-1)
-            x = F.silu(self.conv2d(x.permute(0, 3, 1, 2)))
-            return self.dropout(self.out_proj(self.core(x) * F.gelu(z)))
-
-    class MixtureGate(nn.Module):
-        """SMG: softmax gate over the two mixers, small gates zeroed, DropPath."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.gate = nn.Sequential(
-                nn.LayerNorm(2 * dim),
-                nn.Linear(2 * dim, 2 * dim),
-                nn.GELU(),
-                nn.Linear(2 * dim, 2),
-            )
-
-        def forward(self, spatial: torch.Tensor, spectral: torch.Tensor) -> torch.Tensor:
-            gates = self.gate(torch.cat([spatial, spectral], dim=-1)).softmax(dim=-1)
-            gates = torch.where(gates < threshold, torch.zeros_like(gates), gates)
-            mixed = gates[..., :1] * spatial + gates[..., 1:] * spectral
-            return drop_path(mixed, dropout, self.training)
-
-    class S2Mamba(nn.Module):
-        """HSI (+ X) patches -> (B, K) logits of the centre pixel."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.embed = nn.Sequential(nn.Conv2d(bands, dim, 1), nn.GELU())
-            self.norm = nn.LayerNorm(dim)
-            # PCS is VMamba's SS2D with S2Mamba's GELU gate.
-            self.pcs = SS2D(dim, d_state, ssm_ratio=values["expand"], gate_act="gelu", dropout=dropout)
-            self.bss = BSS()
-            self.fusion = MixtureGate()
-            self.head_norm = nn.LayerNorm(dim)
-            self.head = nn.Linear(dim, info.num_classes)
-            for module in self.modules():  # the reference's _init_weights
-                if isinstance(module, nn.Linear):
-                    nn.init.trunc_normal_(module.weight, std=0.02)
-                    if module.bias is not None:
-                        nn.init.zeros_(module.bias)
-
-        def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-            x = torch.cat([inputs["hsi"], inputs["x"]], dim=1) if concat_x else inputs["hsi"]
-            tokens = self.embed(x).permute(0, 2, 3, 1)  # (B, p, p, dim)
-            normed = self.norm(tokens)
-            tokens = tokens + self.fusion(self.pcs(normed), self.bss(normed))
-            return self.head(self.head_norm(tokens.flatten(1, 2)).mean(dim=1))
-
-    return S2Mamba()
+    return S2Mamba(
+        bands=input_bands(values, info),
+        num_classes=info.num_classes,
+        patch=int(info.patch_size),
+        dim=values["dim"],
+        d_state=values["d_state"],
+        expand=values["expand"],
+        dropout=float(values["dropout"]),
+        gate_threshold=float(values["gate_threshold"]),
+        true_reverse=values["spectral_reverse"] == "sequence",
+        concat_x=values["x_input"] == "concat",
+    )
 
 
 def search_space(trial: optuna.Trial) -> dict[str, Any]:

@@ -11,6 +11,8 @@ back to the input size. With ``pool_stride = 1`` (the default, matching "consist
 spatial sizes") each 2x2 pool is padded on its bottom/right edge so the maps keep the
 input size and the upsampling is the identity; ``pool_stride = 2`` halves the maps at
 each pool and the upsampling restores them.
+
+The network lives in :mod:`.model` (imports torch), which ``build`` imports.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from bench_core import ConfigError, MethodSpec, SceneInfo, hookimpl
 
 if TYPE_CHECKING:
     import optuna
-    import torch
     from torch import nn
 
 NAME = "fusion-fcn"
@@ -58,50 +59,12 @@ def validate_model(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def build(config: Mapping[str, Any], info: SceneInfo) -> nn.Module:
     """Build the network for the ``hsi`` and ``x`` bands in ``info`` and K classes."""
-    import torch
-    import torch.nn.functional as F
-    from torch import nn
+    from bench_plugins.methods.fusion_fcn.model import FusionFCN
 
     values = validate_model(config)
-    widths, stride = values["widths"], values["pool_stride"]
-
-    def pool() -> nn.Module:
-        if stride == 1:
-            # A 2x2 window at stride 1 loses one row/column; pad bottom/right to keep the size.
-            return nn.Sequential(nn.ReplicationPad2d((0, 1, 0, 1)), nn.AvgPool2d(2, stride=1))
-        return nn.AvgPool2d(2, stride=2, ceil_mode=True)  # ceil: odd sizes keep their edge
-
-    def branch(in_ch: int) -> nn.Sequential:
-        blocks: list[nn.Module] = []
-        for width in widths:
-            blocks.append(
-                nn.Sequential(
-                    nn.Conv2d(in_ch, width, 3, padding=1, bias=False),
-                    nn.BatchNorm2d(width),
-                    nn.ReLU(),
-                    pool(),
-                )
-            )
-            in_ch = width
-        return nn.Sequential(*blocks)
-
-    class FusionFCN(nn.Module):
-        """Per-modality conv/pool branches, additive fusion, 1x1 classifier, bilinear upsampling."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.branches = nn.ModuleDict({"hsi": branch(info.bands["hsi"]), "x": branch(info.bands["x"])})
-            self.classifier = nn.Conv2d(widths[-1], info.num_classes, 1)
-
-        def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-            size = inputs["hsi"].shape[-2:]
-            fused = self.branches["hsi"](inputs["hsi"]) + self.branches["x"](inputs["x"])
-            logits = self.classifier(fused)
-            if logits.shape[-2:] != size:
-                logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
-            return logits
-
-    return FusionFCN()
+    return FusionFCN(
+        info.bands["hsi"], info.bands["x"], info.num_classes, values["widths"], values["pool_stride"]
+    )
 
 
 def search_space(trial: optuna.Trial) -> dict[str, Any]:

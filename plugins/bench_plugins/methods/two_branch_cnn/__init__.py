@@ -6,6 +6,8 @@ globally, the two feature vectors are concatenated and a linear head gives the
 logits of the centre pixel. This is the family of two-branch HSI/LiDAR CNNs with
 feature-level fusion (Chen et al., GRSL 2017; Xu et al., TGRS 2018) reduced to a
 reference baseline; the widths and the recipe are our choice, not a paper's.
+
+The network lives in :mod:`.model` (imports torch), which ``build`` imports.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from bench_core import ConfigError, MethodSpec, SceneInfo, hookimpl
 
 if TYPE_CHECKING:
     import optuna
-    import torch
     from torch import nn
 
 NAME = "two-branch-cnn"
@@ -64,43 +65,18 @@ def validate_model(config: Mapping[str, Any]) -> dict[str, Any]:
 
 def build(config: Mapping[str, Any], info: SceneInfo) -> nn.Module:
     """Build the network for ``info.bands["hsi"]`` + ``info.bands["x"]`` inputs and K classes."""
-    import torch
-    from torch import nn
+    from bench_plugins.methods.two_branch_cnn.model import TwoBranchCNN
 
     values = validate_model(config)
-    spectral, hsi_widths, x_widths = values["spectral_width"], values["hsi_widths"], values["x_widths"]
-    dropout = float(values["dropout"])
-
-    def conv_stack(in_ch: int, widths: list[int]) -> list[nn.Module]:
-        layers: list[nn.Module] = []
-        for width in widths:
-            # padding=1 keeps the patch size, so any patch >= 1 works.
-            layers += [nn.Conv2d(in_ch, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()]
-            in_ch = width
-        return layers
-
-    class TwoBranchCNN(nn.Module):
-        """HSI branch + X branch, global average pooling each, concatenation, linear head."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.hsi_branch = nn.Sequential(
-                nn.Conv2d(info.bands["hsi"], spectral, 1, bias=False),
-                nn.BatchNorm2d(spectral),
-                nn.ReLU(),
-                *conv_stack(spectral, hsi_widths),
-            )
-            self.x_branch = nn.Sequential(*conv_stack(info.bands["x"], x_widths))
-            self.pool = nn.AdaptiveAvgPool2d(1)
-            self.dropout = nn.Dropout(dropout)
-            self.head = nn.Linear(hsi_widths[-1] + x_widths[-1], info.num_classes)
-
-        def forward(self, inputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-            h = self.pool(self.hsi_branch(inputs["hsi"])).flatten(1)
-            x = self.pool(self.x_branch(inputs["x"])).flatten(1)
-            return self.head(self.dropout(torch.cat([h, x], dim=1)))
-
-    return TwoBranchCNN()
+    return TwoBranchCNN(
+        hsi_bands=info.bands["hsi"],
+        x_bands=info.bands["x"],
+        num_classes=info.num_classes,
+        spectral_width=values["spectral_width"],
+        hsi_widths=values["hsi_widths"],
+        x_widths=values["x_widths"],
+        dropout=float(values["dropout"]),
+    )
 
 
 def search_space(trial: optuna.Trial) -> dict[str, Any]:
