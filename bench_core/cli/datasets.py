@@ -216,6 +216,8 @@ def _show_absent(spec: Any, loader: Any, plugin: str, context: Any, data_dir: st
         console.print(f"  official split: {sizes}" + (f" ({escape(split['source'])})" if "source" in split else ""))
     for note in card.get("notes", []):
         console.print(f"  note: {escape(note)}")
+    for setting, meaning in (card.get("settings") or {}).items():
+        console.print(f"  setting {escape(setting)}: {escape(str(meaning))}")
     columns = [c for c in ("official_train", "official_test", "labelled") if any(c in row for row in card["classes"])]
     table = Table(title="classes (published counts)")
     table.add_column("label", justify="right")
