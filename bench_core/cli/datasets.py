@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 import shlex
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from bench_core.cli.options import as_json
+
+if TYPE_CHECKING:
+    from bench_core.data.loader import RealDataset
+    from bench_core.specs import DatasetContext, DatasetSpec
 
 
 @click.group()
@@ -43,7 +47,7 @@ def list_(as_json: bool) -> int:
     cells = [
         [r["name"], "+".join(r["modalities"]), str(r["classes"]),
          "x".join(map(str, r["shape"])) if r["shape"] else "?", r["recommended_profile"], r["plugin"],
-         short_licence(r["licence"])]
+         _short_licence(r["licence"])]
         for r in rows
     ]
     console = Console()
@@ -62,7 +66,7 @@ def list_(as_json: bool) -> int:
     return 0
 
 
-def short_licence(text: str) -> str:
+def _short_licence(text: str) -> str:
     """The licence itself, without the conditions after the first ``;`` (marked ``…`` when cut)."""
     head, sep, _rest = text.partition(";")
     return head.strip() + (" …" if sep else "")
@@ -88,8 +92,6 @@ def info(name: str, as_json: bool, data_dir: str | None) -> int:
     classes with the published split counts, licence, citation, sources), each file found or
     missing, the folders searched and the command that gets the files.
     """
-    from pathlib import Path
-
     import numpy as np
 
     from bench_core.data.loader import RealDataset
@@ -164,7 +166,7 @@ def info(name: str, as_json: bool, data_dir: str | None) -> int:
     return 0
 
 
-def _fetch_hint(spec: Any, loader: Any, data_dir: str | None, cache_dir: Path) -> str:
+def _fetch_hint(spec: DatasetSpec, loader: RealDataset, data_dir: str | None, cache_dir: Path) -> str:
     """The command (or the manual step) that puts the files where ``info`` and ``run`` look."""
     from bench_core.data.fetch import dataset_folder
 
@@ -178,8 +180,8 @@ def _fetch_hint(spec: Any, loader: Any, data_dir: str | None, cache_dir: Path) -
             f"put them in a folder named {spec.name!r} and pass its parent with --data-dir or BENCH_DATA_DIR")
 
 
-def _show_absent(spec: Any, loader: Any, plugin: str, context: Any, data_dir: str | None, reason: str,
-                 as_json: bool) -> None:
+def _show_absent(spec: DatasetSpec, loader: RealDataset, plugin: str, context: DatasetContext,
+                 data_dir: str | None, reason: str, as_json: bool) -> None:
     """``info`` without a complete file set: the card, each file found or missing, where, and the fix."""
     from bench_core.data.cards import card_for
     from bench_core.data.locate import survey
