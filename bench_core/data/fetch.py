@@ -116,9 +116,9 @@ class _Failure:
 # ----------------------------------------------------------------------------- the downloader
 
 
-def _sha256_of(path: Path, digest: Any = None) -> Any:
-    """``digest`` (default: a new sha256) updated with the bytes of ``path``."""
-    digest = hashlib.sha256() if digest is None else digest
+def _sha256_of(path: Path) -> Any:
+    """The sha256 state (``hashlib``) of the bytes of ``path``, to read or to continue."""
+    digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(CHUNK_SIZE), b""):
             digest.update(block)
@@ -149,7 +149,8 @@ class ResumableDownloader:
     ``ResumableDownloader(part, timeout).download(url)`` appends to ``part`` from its current
     size when the server answers ``206`` with a matching ``Content-Range``, starts over when it
     answers ``200`` (ranges unsupported), and returns a :class:`Transfer` once the file is
-    complete. Each byte is hashed once: the kept prefix when resuming, the rest as it arrives.
+    complete. Each byte is hashed once, as it arrives; a retry continues the hash kept from the
+    attempt before, and only a part left by an earlier process is read back.
     A dropped connection raises :class:`IncompleteDownloadError` and leaves ``part`` for the
     next attempt. The caller checks the sha256 and moves ``part`` into place.
     """
