@@ -228,6 +228,32 @@ def check_declared_shape(dataset: DatasetSpec, scene: Scene) -> None:
         )
 
 
+def log_dataset(run: RunHandle, dataset: DatasetSpec, scene: Scene, digest: str, split: str) -> None:
+    """Record the run's dataset as its MLflow dataset input (the run table's Dataset column).
+
+    ``digest`` is the cell key's data fingerprint; the source is the folder the files were
+    read from (``scene.metadata["source_dir"]``), or ``generated:<seed>`` for generated data;
+    the context is the cell's split, e.g. ``official``.
+    """
+    import json
+
+    from bench_core.tracking import DatasetInput
+
+    meta = scene.metadata if isinstance(scene.metadata, Mapping) else {}
+    if meta.get("source_dir"):
+        source_type, source = "local", str(meta["source_dir"])
+    elif not dataset.files:
+        source_type, source = "generated", f"generated:{meta.get('seed', 'unknown')}"
+    else:  # a third-party loader that does not say where its files were
+        source_type, source = "local", "unknown (the loader records no source_dir)"
+    profile = {"rows": int(scene.shape[0]), "cols": int(scene.shape[1]), "bands": dict(scene.bands),
+               "num_classes": scene.num_classes}
+    if meta.get("layout"):
+        profile["layout"] = str(meta["layout"])
+    run.log_dataset(DatasetInput(name=dataset.name, digest=digest, source=source, source_type=source_type,
+                                 context=split, profile=json.dumps(profile)))
+
+
 def make_cell_split(
     scene: Scene, split: SplitSpec, protocol: SplitProtocol, seed: int, window: int
 ) -> Split:
@@ -562,6 +588,7 @@ __all__ = [
     "example_input",
     "fitted_tags",
     "load_scene",
+    "log_dataset",
     "make_cell_split",
     "method_tags",
     "prepare",

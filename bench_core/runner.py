@@ -29,6 +29,7 @@ from bench_core.pipeline import (
     evaluate_test,
     fitted_tags,
     load_scene,
+    log_dataset,
     make_cell_split,
     method_tags,
     prepare,
@@ -430,6 +431,7 @@ def _execute(
     run.set_tags({f"bench.data_sha256.{name}": sha for name, sha in scene.metadata.get("sha256", {}).items()})
     if scene.metadata.get("source_dir"):
         run.set_tags({"bench.data_source_dir": str(scene.metadata["source_dir"])[:4000]})
+    log_dataset(run, host.datasets.get(cell.dataset), scene, cell.dataset_fingerprint, cell.split.display)
     run.log_params({"normalisation": scene.metadata.get("normalisation", "as provided by the dataset")})
     run.log_params(data_params(scene))
     log.info(

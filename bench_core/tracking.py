@@ -130,6 +130,28 @@ def store_lock(uri: str) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+@dataclass(frozen=True)
+class DatasetInput:
+    """The dataset a run was computed from, as MLflow shows it (the run table's Dataset column).
+
+    Attributes:
+        name: the dataset's registry name (``augsburg``).
+        digest: the data fingerprint of the cell key (``bench.dataset_fingerprint``): same files,
+            layout, loader and normalisation, same digest, wherever the files are.
+        source: where the files were found (a folder), or ``generated:<seed>`` for generated data.
+        source_type: ``local`` (files) or ``generated``.
+        context: what the run used it for; the cell's split (``official``, ``per-class:20``).
+        profile: a short JSON summary (shape, bands, classes), shown by MLflow's dataset view.
+    """
+
+    name: str
+    digest: str
+    source: str
+    source_type: str = "local"
+    context: str = ""
+    profile: str | None = None
+
+
 class RunHandle(Protocol):
     """One open run of a cell."""
 
@@ -142,6 +164,8 @@ class RunHandle(Protocol):
     def set_tags(self, tags: Mapping[str, str]) -> None: ...
 
     def log_artifacts(self, folder: Path) -> None: ...
+
+    def log_dataset(self, dataset: DatasetInput) -> None: ...
 
     def end(self, status: str) -> None: ...
 
@@ -195,6 +219,18 @@ class MLflowRun:
 
     def log_artifacts(self, folder: Path) -> None:
         self.client.log_artifacts(self.run_id, str(folder))
+
+    def log_dataset(self, dataset: DatasetInput) -> None:
+        """Record ``dataset`` as the run's MLflow dataset input (with its context as the usual input tag)."""
+        from mlflow.entities import Dataset
+        from mlflow.entities import DatasetInput as MlflowDatasetInput
+        from mlflow.entities import InputTag
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        entity = Dataset(name=dataset.name, digest=dataset.digest, source_type=dataset.source_type,
+                         source=dataset.source, profile=dataset.profile)
+        tags = [InputTag(key=MLFLOW_DATASET_CONTEXT, value=dataset.context)] if dataset.context else []
+        self.client.log_inputs(self.run_id, datasets=[MlflowDatasetInput(dataset=entity, tags=tags)])
 
     def end(self, status: str) -> None:
         if status not in STATUSES:

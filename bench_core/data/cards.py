@@ -10,7 +10,6 @@ published sha256.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -95,53 +94,27 @@ def export_cards(specs: Iterable[DatasetSpec], folder: Path, check: bool = False
     return results
 
 
-# ----------------------------------------------------------------------------- a small TOML writer
+# ----------------------------------------------------------------------------- TOML
 
 
-def _scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise DatasetError(f"card value {value!r}: expected a finite number")
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_scalar(v) for v in value) + "]"
+def _plain(value: Any, where: str) -> Any:
+    """``value`` with Mappings as dicts and ``None`` entries dropped (TOML has no null; a card omits them)."""
     if isinstance(value, Mapping):
-        return "{ " + ", ".join(f"{_key(k)} = {_scalar(v)}" for k, v in value.items()) + " }"
-    raise DatasetError(f"card value {value!r} of type {type(value).__name__}: expected str, number, list or table")
+        return {str(k): _plain(v, f"{where}.{k}") for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, float) and not math.isfinite(value):
+        raise DatasetError(f"card value {where} = {value!r}: expected a finite number (a card states facts)")
+    return value
 
 
-def _key(key: str) -> str:
-    bare = key.replace("_", "").replace("-", "").isalnum() and key.isascii()
-    return key if bare else json.dumps(key)
+def to_toml(data: Mapping[str, Any]) -> str:
+    """Serialise nested dicts/lists of str, int, float, bool as TOML with tomli-w (``None`` entries dropped)."""
+    import tomli_w
 
-
-def _is_table_list(value: Any) -> bool:
-    return isinstance(value, (list, tuple)) and bool(value) and all(isinstance(v, Mapping) for v in value)
-
-
-def to_toml(data: Mapping[str, Any], prefix: str = "") -> str:
-    """Serialise nested dicts/lists of str, int, float, bool as TOML (tables after scalars)."""
-    lines: list[str] = []
-    tables: list[tuple[str, Any]] = []
-    for key, value in data.items():
-        if value is None:
-            continue
-        if isinstance(value, Mapping) or _is_table_list(value):
-            tables.append((key, value))
-        else:
-            lines.append(f"{_key(key)} = {_scalar(value)}")
-    out = "\n".join(lines) + ("\n" if lines else "")
-    for key, value in tables:
-        name = f"{prefix}{_key(key)}"
-        if isinstance(value, Mapping):
-            out += f"\n[{name}]\n" + to_toml(value, prefix=f"{name}.")
-        else:
-            for item in value:
-                out += f"\n[[{name}]]\n" + to_toml(item, prefix=f"{name}.")
-    return out
+    try:
+        return tomli_w.dumps(_plain(data, "card"))
+    except TypeError as exc:  # tomli-w names the type only; say what a card may hold
+        raise DatasetError(
+            f"card value of an unsupported type ({exc}); expected str, int, finite float, bool, list or table"
+        ) from None

@@ -1,12 +1,12 @@
 """Download a dataset's files from its mirrors: sha256-verified, retried, resumable.
 
 ``bench datasets fetch NAME`` calls :func:`fetch_dataset`. Each :class:`~bench_core.specs.DataFile`
-of the dataset is fetched with :func:`pooch.retrieve`, which streams into a temporary file,
-checks the sha256 and only then moves the file to its final name (a file with the wrong
-checksum is deleted, never left where a loader would take it). pooch cannot resume an
-interrupted download, so the HTTP part is :class:`ResumableDownloader`, a pooch
-``downloader`` that keeps the bytes received so far in ``<name>.part`` and continues them
-with an HTTP ``Range`` request when the server supports it.
+of the dataset is streamed with ``requests`` into ``<name>.part`` by :class:`ResumableDownloader`,
+which hashes every byte once as it arrives; only a file whose sha256 matches the pinned one is
+moved (atomically) to its final name. A file with the wrong checksum is deleted, never left where
+a loader would take it. An interrupted download keeps its ``.part`` file and is continued with an
+HTTP ``Range`` request when the server supports it (docs/architecture.md, "Downloads: why
+requests + hashlib", says why this is not pooch).
 
 Mirrors are tried in order: the file's own ``urls``, or the ``mirrors`` given (base URLs the
 file name is appended to) instead of them. Per mirror, network failures (timeouts, refused
@@ -25,16 +25,14 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import tarfile
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal
+from typing import Any, Literal
 
 from bench_core.errors import ConfigError, DatasetError
 from bench_core.specs import DataFile, DatasetSpec
@@ -46,6 +44,7 @@ __all__ = [
     "FetchReport",
     "FetchedFile",
     "ResumableDownloader",
+    "Transfer",
     "dataset_folder",
     "fetch_dataset",
     "fetch_file",
@@ -117,12 +116,13 @@ class _Failure:
 # ----------------------------------------------------------------------------- the downloader
 
 
-def _sha256_of(path: Path) -> str:
+def _sha256_of(path: Path) -> Any:
+    """The sha256 state (``hashlib``) of the bytes of ``path``, to read or to continue."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(CHUNK_SIZE), b""):
             digest.update(block)
-    return digest.hexdigest()
+    return digest
 
 
 def _content_range(value: str | None) -> tuple[int | None, int | None]:
@@ -134,17 +134,25 @@ def _content_range(value: str | None) -> tuple[int | None, int | None]:
     return (int(start) if start.isdigit() else None), (int(total) if total.isdigit() else None)
 
 
+@dataclass(frozen=True)
+class Transfer:
+    """A complete download in the ``.part`` file: its sha256, size and the byte it resumed from (0 = fresh)."""
+
+    sha256: str
+    size: int
+    resumed_from: int = 0
+
+
 class ResumableDownloader:
-    """A pooch downloader that resumes a partial ``.part`` file with an HTTP Range request.
+    """Streams a URL into ``part``, continuing an earlier partial download with an HTTP Range request.
 
-    ``ResumableDownloader(part, timeout)(url, output_file, pooch)`` appends to ``part``
-    from its current size when the server answers ``206`` with a matching
-    ``Content-Range``, starts over when it answers ``200`` (ranges unsupported), and
-    moves the complete file to ``output_file`` (pooch's temporary file, which pooch then
-    verifies). A dropped connection raises and leaves ``part`` for the next attempt.
-
-    After a complete transfer, ``sha256`` holds the file's checksum (computed while
-    streaming) and ``resumed_from`` the byte offset it continued from (0 = fresh).
+    ``ResumableDownloader(part, timeout).download(url)`` appends to ``part`` from its current
+    size when the server answers ``206`` with a matching ``Content-Range``, starts over when it
+    answers ``200`` (ranges unsupported), and returns a :class:`Transfer` once the file is
+    complete. Each byte is hashed once, as it arrives; a retry continues the hash kept from the
+    attempt before, and only a part left by an earlier process is read back.
+    A dropped connection raises :class:`IncompleteDownloadError` and leaves ``part`` for the
+    next attempt. The caller checks the sha256 and moves ``part`` into place.
     """
 
     def __init__(self, part: Path, timeout: float = 60.0, chunk_size: int = CHUNK_SIZE) -> None:
@@ -153,15 +161,21 @@ class ResumableDownloader:
         self.part = Path(part)
         self.timeout = float(timeout)
         self.chunk_size = int(chunk_size)
-        self.sha256: str | None = None
-        self.resumed_from = 0
+        # the running sha256 of the part and how many bytes it covers, kept across attempts
+        # so a retry of this downloader resumes the hash as well as the file
+        self._digest: Any = None
+        self._hashed = -1
 
-    def __call__(self, url: str, output_file: str | IO[bytes], pooch: Any = None) -> None:
-        """Download ``url`` into ``output_file`` (pooch's downloader signature)."""
+    def _digest_of_part(self, size: int) -> Any:
+        """The sha256 state of the part's ``size`` bytes: the one kept from the last attempt, else read back."""
+        if self._digest is not None and self._hashed == size:
+            return self._digest
+        return _sha256_of(self.part)
+
+    def download(self, url: str) -> Transfer:
+        """Make ``part`` hold all of ``url``; raises ``requests`` errors or :class:`IncompleteDownloadError`."""
         import requests
 
-        del pooch  # the signature pooch calls; nothing needed from it
-        self.sha256, self.resumed_from = None, 0
         self.part.parent.mkdir(parents=True, exist_ok=True)
         offset = self.part.stat().st_size if self.part.is_file() else 0
         # identity: a compressed transfer would make Range offsets and lengths mismatch
@@ -178,8 +192,7 @@ class ResumableDownloader:
                         f"{url}: the partial file {self.part} ({offset} bytes) does not fit the "
                         f"server's file ({total} bytes); discarded, downloading again"
                     )
-                self._finish(output_file, self._hash_part(), offset)
-                return
+                return Transfer(self._digest_of_part(offset).hexdigest(), offset, resumed_from=offset)
             response.raise_for_status()
             start, total = _content_range(response.headers.get("Content-Range"))
             encoded = response.headers.get("Content-Encoding", "identity").lower() != "identity"
@@ -192,58 +205,34 @@ class ResumableDownloader:
                     f"Content-Encoding {response.headers.get('Content-Encoding')!r}); restarting from byte 0"
                 )
             if response.status_code == 206:
-                mode, digest = "ab", self._hash_part()
-                self.resumed_from = offset
+                mode, digest, resumed_from = "ab", self._digest_of_part(offset), offset
                 log.info("resuming %s at byte %d", url, offset)
             else:
-                mode, digest, offset = "wb", hashlib.sha256(), 0
+                mode, digest, offset, resumed_from = "wb", hashlib.sha256(), 0, 0
                 length = response.headers.get("Content-Length")
                 total = int(length) if length and length.isdigit() and not encoded else None
             written = offset
+            self._digest, self._hashed = None, -1  # the part changes from here on
             with open(self.part, mode) as handle:
-                for chunk in response.iter_content(self.chunk_size):
-                    handle.write(chunk)
-                    digest.update(chunk)
-                    written += len(chunk)
+                try:
+                    for chunk in response.iter_content(self.chunk_size):
+                        handle.write(chunk)
+                        digest.update(chunk)
+                        written += len(chunk)
+                finally:  # also when the connection drops: the hash covers exactly what was written
+                    self._digest, self._hashed = digest, written
                 handle.flush()
-                os.fsync(handle.fileno())
+                os.fsync(handle.fileno())  # the part is renamed into place next: its bytes must be on disk
         if total is not None and written != total:
             raise IncompleteDownloadError(
                 f"{url}: the connection ended after {written} of {total} bytes; "
                 f"kept {self.part} to resume from there"
             )
-        self._finish(output_file, digest, written)
-
-    def _hash_part(self) -> Any:
-        digest = hashlib.sha256()
-        with open(self.part, "rb") as handle:
-            for block in iter(lambda: handle.read(self.chunk_size), b""):
-                digest.update(block)
-        return digest
-
-    def _finish(self, output_file: str | IO[bytes], digest: Any, size: int) -> None:
-        self.sha256 = digest.hexdigest()
-        if isinstance(output_file, (str, os.PathLike)):
-            os.replace(self.part, output_file)
-        else:  # a file object: copy, then drop the part
-            with open(self.part, "rb") as handle:
-                shutil.copyfileobj(handle, output_file)
-            self.part.unlink()
-        log.debug("downloaded %d bytes, sha256 %s", size, self.sha256)
+        log.debug("downloaded %s: %d bytes, sha256 %s", url, written, digest.hexdigest())
+        return Transfer(digest.hexdigest(), written, resumed_from)
 
 
 # ----------------------------------------------------------------------------- one file
-
-
-@contextmanager
-def _quiet(logger: logging.Logger) -> Iterator[None]:
-    """Hold ``logger`` (pooch's, which prints each download) at WARNING; we report ourselves."""
-    level = logger.level
-    logger.setLevel(max(level, logging.WARNING))
-    try:
-        yield
-    finally:
-        logger.setLevel(level)
 
 
 def mirror_urls(file: DataFile, mirrors: Sequence[str] = ()) -> tuple[str, ...]:
@@ -317,7 +306,6 @@ def fetch_file(
     with another sha256 and no mirror served the right one, :class:`DownloadError` for
     other failures (each names the file, the URLs, the reasons and the fix).
     """
-    import pooch
     import requests
 
     if not isinstance(retries, int) or retries < 0:
@@ -329,7 +317,7 @@ def fetch_file(
     target = folder / file.name
     expected = file.sha256.lower().removeprefix("sha256:")
     if target.is_file():
-        actual = _sha256_of(target)
+        actual = _sha256_of(target).hexdigest()
         if not expected or actual == expected:
             return FetchedFile(file.name, target, actual, "present", verified=bool(expected))
         say(f"{target} has sha256 {actual}, expected {expected}: downloading it again")
@@ -342,28 +330,16 @@ def fetch_file(
             f"mirror that serves it with `--mirror URL`."
         )
     folder.mkdir(parents=True, exist_ok=True)
-    part = folder / (file.name + PART_SUFFIX)
+    downloader = ResumableDownloader(folder / (file.name + PART_SUFFIX), timeout=timeout)
     failures: list[_Failure] = []
     for url in urls:
         for attempt in range(retries + 1):
-            downloader = ResumableDownloader(part, timeout=timeout)
+            part = downloader.part
             resume = f", resuming at byte {part.stat().st_size}" if part.is_file() else ""
             say(f"{file.name}: downloading from {url}{resume}")
             try:
-                with _quiet(pooch.get_logger()):
-                    pooch.retrieve(
-                        url, known_hash=f"sha256:{expected}" if expected else None, fname=file.name,
-                        path=folder, downloader=downloader,
-                    )
-            except (ValueError, OSError, requests.RequestException) as exc:
-                if downloader.sha256 is not None and expected and downloader.sha256 != expected:
-                    # pooch deleted the file; the part is gone too, so a retry would start over
-                    failures.append(_Failure(
-                        url, f"sha256 {downloader.sha256} does not match the expected {expected}",
-                        downloader.sha256,
-                    ))
-                    say(f"{file.name}: wrong checksum from {url}; trying the next mirror")
-                    break
+                transfer = downloader.download(url)
+            except (OSError, requests.RequestException) as exc:
                 reason, retry = _classify(exc)
                 failures.append(_Failure(url, reason))
                 if not retry or attempt == retries:
@@ -373,11 +349,17 @@ def fetch_file(
                 say(f"{file.name}: {url} failed ({reason}); retrying in {wait:g} s")
                 time.sleep(wait)
                 continue
-            action: Literal["downloaded", "resumed"] = "resumed" if downloader.resumed_from else "downloaded"
-            return FetchedFile(
-                file.name, target, downloader.sha256 or _sha256_of(target), action, url=url,
-                verified=bool(expected),
-            )
+            if expected and transfer.sha256 != expected:
+                # a resumed part could be the bad half: drop it all, so the next mirror starts clean
+                part.unlink(missing_ok=True)
+                failures.append(_Failure(
+                    url, f"sha256 {transfer.sha256} does not match the expected {expected}", transfer.sha256,
+                ))
+                say(f"{file.name}: wrong checksum from {url}; trying the next mirror")
+                break
+            os.replace(part, target)
+            action: Literal["downloaded", "resumed"] = "resumed" if transfer.resumed_from else "downloaded"
+            return FetchedFile(file.name, target, transfer.sha256, action, url=url, verified=bool(expected))
     error = ChecksumMismatchError if any(f.actual_sha256 for f in failures) else DownloadError
     raise error(_failure_message(dataset, file, folder, failures))
 
@@ -421,7 +403,10 @@ def unpack_archive(archive: Path, folder: Path | None = None) -> tuple[Path, ...
         else:
             with tarfile.open(archive) as handle:
                 wanted = [m for m in handle.getmembers() if m.name in set(missing)]
-                handle.extractall(tmp, members=wanted, filter="data")
+                # members were checked above (regular files inside folder); the "data" filter adds
+                # its own checks where Python has it (3.10.12+, 3.11.4+)
+                safe = {"filter": "data"} if hasattr(tarfile, "data_filter") else {}
+                handle.extractall(tmp, members=wanted, **safe)
         for member in missing:
             destination = folder / member
             destination.parent.mkdir(parents=True, exist_ok=True)

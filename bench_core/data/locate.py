@@ -25,7 +25,10 @@ from typing import Any
 from bench_core.errors import DatasetError
 from bench_core.specs import DatasetContext
 
-__all__ = ["CACHE_SCENES_DIR", "DATA_DIR_ENV", "MAX_DEPTH", "Layout", "Located", "SearchRoot", "locate", "search_roots"]
+__all__ = [
+    "CACHE_SCENES_DIR", "DATA_DIR_ENV", "MAX_DEPTH", "FileSurvey", "Layout", "Located", "SearchRoot", "locate",
+    "search_roots", "survey",
+]
 
 DATA_DIR_ENV = "BENCH_DATA_DIR"
 MAX_DEPTH = 3
@@ -160,8 +163,7 @@ def locate(
         if not root.path.is_dir():
             notes.append(f"{root.path} ({root.origin}): does not exist")
             continue
-        skip = (CACHE_SCENES_DIR,) if root.origin == "cache" else ()
-        subfolders = _dataset_folders(root.path, names, skip)
+        subfolders = _subfolders(root, names)
         for folder, recursive in [(root.path, False)] + [(f, True) for f in subfolders]:
             index = _index(folder, recursive)
             for layout in layouts:
@@ -171,6 +173,57 @@ def locate(
             # The root itself may hold other datasets' files: judge it only when it has no dataset folder.
             notes.extend(_explain(folder, root, index, layouts, recursive or not subfolders))
     raise DatasetError(_missing_message(dataset, layouts, roots, notes, names, url, fetchable))
+
+
+def _subfolders(root: SearchRoot, names: Sequence[str]) -> list[Path]:
+    """The dataset folders under ``root`` (the cache's converted scenes are not source files)."""
+    skip = (CACHE_SCENES_DIR,) if root.origin == "cache" else ()
+    return _dataset_folders(root.path, names, skip)
+
+
+@dataclass(frozen=True)
+class FileSurvey:
+    """Which files of each layout were found where (for ``bench datasets info`` without a complete set).
+
+    Attributes:
+        roots: the folders searched, in order (some may not exist).
+        folders: every folder looked into: each existing root and its dataset sub-folders.
+        found: ``{layout name: {file name: first path found}}``; a file not in it is missing.
+    """
+
+    roots: tuple[SearchRoot, ...]
+    folders: tuple[Path, ...]
+    found: Mapping[str, Mapping[str, Path]]
+
+
+def survey(
+    dataset: str,
+    layouts: Sequence[Layout],
+    context: DatasetContext,
+    *,
+    aliases: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
+) -> FileSurvey:
+    """Every file of ``layouts`` that :func:`locate` would see, found anywhere it searches.
+
+    Unlike :func:`locate` this never fails and never picks a file set: it reports, per
+    layout, the first path of each file in search order, so a user sees what is there and
+    what is missing. Reads directory listings only.
+    """
+    roots = search_roots(context, env)
+    found: dict[str, dict[str, Path]] = {layout.name: {} for layout in layouts}
+    folders: list[Path] = []
+    for root in roots:
+        if not root.path.is_dir():
+            continue
+        for folder, recursive in [(root.path, False)] + [(f, True) for f in _subfolders(root, (dataset, *aliases))]:
+            folders.append(folder)
+            index = _index(folder, recursive)
+            for layout in layouts:
+                for name in layout.files:
+                    if name in index:
+                        found[layout.name].setdefault(name, index[name])
+    return FileSurvey(roots=tuple(roots), folders=tuple(folders), found=found)
 
 
 def _explain(

@@ -128,6 +128,11 @@ def test_fetch_then_run_all_methods_on_augsburg_and_berlin(
         tags = {k.removeprefix("bench.data_sha256."): v for k, v in run.data.tags.items()
                 if k.startswith("bench.data_sha256.")}
         assert tags == inner, run.info.run_name
+        (logged,) = run.inputs.dataset_inputs  # MLflow's Dataset column: where the files were found
+        assert (logged.dataset.name, logged.dataset.digest) == (dataset, run.data.tags["bench.dataset_fingerprint"])
+        assert logged.dataset.source_type == "local"
+        assert logged.dataset.source == run.data.tags["bench.data_source_dir"]
+        assert Path(logged.dataset.source).is_relative_to(home / "cache" / dataset)
 
 
 def test_run_on_a_missing_dataset_fails_its_cells_and_says_how_to_get_it(home: Path) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
-import tomllib
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,7 +13,13 @@ from bench_core import DataFile, DatasetSpec, load_plugins
 from bench_core.cli import main
 from bench_core.data import card_for, card_toml
 from bench_core.data.cards import to_toml
+from bench_core.errors import DatasetError
 from tests.conftest import REPO
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the same parser as a package (declared for 3.10)
+    import tomli as tomllib
 
 REAL = ("augsburg", "augsburg-dsm", "berlin", "houston2013", "muufl", "trento", "dfc2018", "yellow-river", "lcz-hk")
 SHA = re.compile(r"^[0-9a-f]{64}$")
@@ -30,6 +36,21 @@ def test_toml_writer_round_trips_through_tomllib() -> None:
             "table": {"k": "v", "sub": {"deep": 1}}, "rows": [{"a": 1, "files": [{"f": "x"}]}, {"a": 2}],
             "with space": "ok"}
     assert tomllib.loads(to_toml(data)) == data
+
+
+def test_toml_writer_escapes_control_characters() -> None:
+    # U+007F (DEL) is where a JSON string stops being a TOML basic string; the others are the C0 range
+    text = "del\x7f nul\x00 bell\x07 esc\x1b tab\t newline\n cr\r unit\x1f quote\" backslash\\ é"
+    data = {"description": text, "notes": [text, "\x7f"], "table": {"key\x7f": text}}
+    assert tomllib.loads(to_toml(data)) == data
+
+
+def test_toml_writer_drops_none_and_refuses_what_toml_cannot_hold() -> None:
+    assert tomllib.loads(to_toml({"a": 1, "b": None, "t": {"c": None, "d": 2}})) == {"a": 1, "t": {"d": 2}}
+    with pytest.raises(DatasetError, match=r"card value card\.x = nan: expected a finite number"):
+        to_toml({"x": float("nan")})
+    with pytest.raises(DatasetError, match="unsupported type.*expected str, int"):
+        to_toml({"x": object()})
 
 
 @pytest.mark.parametrize("name", REAL)

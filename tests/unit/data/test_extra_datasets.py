@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +18,6 @@ import numpy as np
 import pytest
 import scipy.io
 import tifffile
-import tomllib
 from bench_plugins.datasets import dfc2018, lcz_hk, yellow_river
 from bench_plugins.datasets._verified import MISMATCH_KEY, PublishedFacts
 
@@ -427,17 +427,27 @@ def test_dfc2018_card_says_which_protocol_each_layout_is() -> None:
 
 @pytest.mark.parametrize("name", ["dfc2018", "yellow-river", "lcz-hk"])
 def test_info_without_the_files_prints_the_card_and_where_to_get_them(
-    name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from bench_core.plugins import load_plugins
+
     (tmp_path / "empty").mkdir()
-    assert main(["datasets", "info", name, "--data-dir", str(tmp_path / "empty")]) == 2
-    out, err = capsys.readouterr()
-    card = tomllib.loads(out.split("\n", 1)[1])  # after the one comment line
-    assert card["name"] == name and card["classes"] and card["layouts"]
-    assert f"dataset {name!r}: no complete set of its files was found" in err
-    assert "Where to get them: " in err and f"`bench datasets fetch {name}` cannot" in err
-    assert main(["datasets", "info", name, "--data-dir", str(tmp_path / "empty"), "--json"]) == 2
-    assert json.loads(capsys.readouterr().out)["card"]["name"] == name
+    monkeypatch.setenv("COLUMNS", "250")
+    assert main(["datasets", "info", name, "--data-dir", str(tmp_path / "empty")]) == 0
+    out = capsys.readouterr().out
+    card = card_for(load_plugins().datasets.get(name))
+    assert f"  obtain: {card['obtain']}" in out and f"  licence: {card['licence']}" in out
+    assert f"  fix: no public download (`bench datasets fetch {name}` cannot get it)" in out
+    for setting, meaning in card.get("settings", {}).items():
+        assert f"  setting {setting}: {meaning}" in out
+    for layout in card["layouts"]:
+        for f in layout["files"]:
+            assert re.search(rf"{layout['name']}\s+{re.escape(f['name'])}\s+missing", out), (layout["name"], f)
+    assert main(["datasets", "info", name, "--data-dir", str(tmp_path / "empty"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["card"] == card and data["loaded"] is False
+    assert f"dataset {name!r}: no complete set of its files was found" in data["reason"]
+    assert "Where to get them: " in data["reason"]
 
 
 def test_info_with_fake_files_shows_the_verification(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

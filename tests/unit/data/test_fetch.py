@@ -270,6 +270,35 @@ def test_a_corrupt_part_ends_in_a_mismatch_and_is_not_kept(tmp_path: Path) -> No
     assert got.action == "downloaded" and (tmp_path / "a.mat").read_bytes() == data
 
 
+class _CountingSha256:
+    """hashlib.sha256 that adds the bytes it hashes to a shared count."""
+
+    def __init__(self, counted: list[int]) -> None:
+        self._digest, self._counted = hashlib.sha256(), counted
+
+    def update(self, data: bytes) -> None:
+        self._counted[0] += len(data)
+        self._digest.update(data)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+
+@pytest.mark.parametrize("cut", [None, 70_000])
+def test_each_downloaded_byte_is_hashed_once(cut: int | None, tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    import bench_core.data.fetch as fetch
+
+    counted = [0]
+    monkeypatch.setattr(fetch, "hashlib", SimpleNamespace(sha256=lambda: _CountingSha256(counted)))
+    data = payload(200_000)
+    with serve(files={"/m/a.mat": data}, cut_after={"/m/a.mat": cut} if cut else {}) as server:
+        got = fetch_file(DataFile("a.mat", sha(data), urls=(f"{server.url}/m/a.mat",)), tmp_path,
+                         retries=1, timeout=5.0, backoff_s=0.0)
+    assert got.action == ("resumed" if cut else "downloaded") and got.sha256 == sha(data)
+    assert counted[0] == len(data)  # hashed while streaming; a retry continues the hash: no second pass
+
+
 # ----------------------------------------------------------------------------- mirrors, retries, timeouts
 
 

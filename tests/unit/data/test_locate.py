@@ -125,3 +125,25 @@ def test_no_folder_at_all(tmp_path: Path) -> None:
 def test_search_roots_deduplicates(tmp_path: Path) -> None:
     roots = search_roots(DatasetContext(data_dir=tmp_path), env={"BENCH_DATA_DIR": str(tmp_path)})
     assert [r.origin for r in roots] == ["--data-dir"]
+
+
+def test_survey_reports_each_file_found_or_missing_in_search_order(tmp_path: Path) -> None:
+    from bench_core.data.locate import survey
+
+    _touch(tmp_path / "a" / "HS-SAR-DSM Augsburg", "data_HS_LR.mat", "data_DSM.mat")
+    _touch(tmp_path / "c" / "augsburg" / "nested", "data_HS_LR.mat", "augsburg_gt.mat")
+    _touch(tmp_path / "c" / "scenes" / "augsburg", "TrainImage.mat")  # converted scenes: never searched
+    ctx = DatasetContext(data_dir=tmp_path / "a", cache_dir=tmp_path / "c")
+    result = survey("augsburg", LAYOUTS, ctx, aliases=("HS-SAR-DSM Augsburg",),
+                    env={"BENCH_DATA_DIR": str(tmp_path / "gone")})
+    assert [(r.origin, r.path) for r in result.roots] == [
+        ("--data-dir", tmp_path / "a"), ("BENCH_DATA_DIR", tmp_path / "gone"), ("cache", tmp_path / "c"),
+    ]
+    assert result.found["hong"] == {  # the first folder in search order wins
+        "data_HS_LR.mat": tmp_path / "a" / "HS-SAR-DSM Augsburg" / "data_HS_LR.mat",
+        "data_DSM.mat": tmp_path / "a" / "HS-SAR-DSM Augsburg" / "data_DSM.mat",
+    }
+    assert result.found["ouc"] == {"augsburg_gt.mat": tmp_path / "c" / "augsburg" / "nested" / "augsburg_gt.mat"}
+    assert tmp_path / "gone" not in result.folders and tmp_path / "c" / "augsburg" in result.folders
+    with pytest.raises(DatasetError, match="no complete set"):  # what locate makes of the same folders
+        _find(ctx)
