@@ -37,6 +37,8 @@ from bench_core.specs import (
     TrainConfig,
 )
 
+# The one place the version is written: pyproject.toml reads it (dynamic version), and it is
+# part of every cell key, so runs of another release are never taken for finished cells.
 __version__ = "0.1.0"
 
 __all__ = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
-import tomllib
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +14,11 @@ from bench_core.cli import main
 from bench_core.data import card_for, card_toml
 from bench_core.data.cards import to_toml
 from tests.conftest import REPO
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the backport pyproject.toml declares for it
+    import tomli as tomllib
 
 REAL = ("augsburg", "augsburg-dsm", "berlin", "houston2013", "muufl", "trento", "dfc2018", "yellow-river", "lcz-hk")
 SHA = re.compile(r"^[0-9a-f]{64}$")

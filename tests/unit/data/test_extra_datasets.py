@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -17,7 +18,6 @@ import numpy as np
 import pytest
 import scipy.io
 import tifffile
-import tomllib
 from bench_plugins.datasets import dfc2018, lcz_hk, yellow_river
 from bench_plugins.datasets._verified import MISMATCH_KEY, PublishedFacts
 
@@ -29,6 +29,11 @@ from tests.data.dfc2018 import make_fake as dfc_fake
 from tests.data.lcz_hk import make_fake as lcz_fake
 from tests.data.yellow_river import make_fake as yre_fake
 from tests.unit.data.conftest import NO_VERIFY
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.10: the backport pyproject.toml declares for it
+    import tomli as tomllib
 
 Context = Callable[..., DatasetContext]
 
