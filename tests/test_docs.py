@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from bench_core import hookspecs
@@ -102,6 +103,7 @@ def _reliability_rows() -> list[list[str]]:
     return rows
 
 
+@pytest.mark.slow
 def test_reliability_catalogue_names_existing_tests() -> None:
     """docs/reliability.md names only tests pytest collects, and every fault test is in it."""
     rows = _reliability_rows()

@@ -490,6 +490,7 @@ def small_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return uri
 
 
+@pytest.mark.slow
 def test_cli_prints_boards_and_refuses_a_mixing_board(small_store: str, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     from bench_core.cli import main
 
@@ -507,6 +508,7 @@ def test_cli_prints_boards_and_refuses_a_mixing_board(small_store: str, tmp_path
     assert len(json.loads(out.read_text())["boards"]) == 2
 
 
+@pytest.mark.slow
 def test_readme_mlflow_filter_strings_are_valid_searches(small_store: str) -> None:
     """Every filter string the README documents for the MLflow UI parses and finds the runs."""
     from bench_core.tracking import MLflowTracker

@@ -67,6 +67,7 @@ def _assert_matches_sklearn(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> S
 # --------------------------------------------------------------------------- vs scikit-learn
 
 
+@pytest.mark.slow
 def test_random_cases_match_sklearn_including_absent_and_predicted_only_classes() -> None:
     rng = np.random.default_rng(20240611)
     saw_absent = saw_predicted_only = 0
@@ -87,6 +88,7 @@ def test_random_cases_match_sklearn_including_absent_and_predicted_only_classes(
     assert saw_absent > 50 and saw_predicted_only > 50
 
 
+@pytest.mark.slow
 @settings(max_examples=150, derandomize=True, deadline=None)
 @given(
     st.integers(1, 8).flatmap(

@@ -80,6 +80,7 @@ def test_both_datasets_are_registered_with_provenance(specs: dict[str, DatasetSp
     assert specs["synthetic-augsburg"].modalities == ("hsi", "sar")
 
 
+@pytest.mark.slow
 def test_the_registered_facts_match_the_loaded_scenes(specs: dict[str, DatasetSpec], scene: Scene,
                                                       augsburg: Scene) -> None:
     for name, loaded in (("synthetic", scene), ("synthetic-augsburg", augsburg)):
