@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 from hypothesis import settings
@@ -12,16 +13,24 @@ from tests.conftest import REPO
 TESTS = REPO / "tests"
 
 
+@functools.cache
+def _test_calls() -> tuple[tuple[Path, ast.Call], ...]:
+    """Every call in the test files, parsed once for all checks."""
+    return tuple(
+        (path, node)
+        for path in sorted(TESTS.rglob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text(), str(path)))
+        if isinstance(node, ast.Call)
+    )
+
+
 def _calls(name: str) -> list[tuple[Path, ast.Call]]:
     """Every call of ``name(...)`` or ``x.name(...)`` in the test files."""
     found = []
-    for path in TESTS.rglob("*.py"):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, ast.Call):
-                func = node.func
-                called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
-                if called == name:
-                    found.append((path, node))
+    for path, call in _test_calls():
+        func = call.func
+        if (func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)) == name:
+            found.append((path, call))
     return found
 
 

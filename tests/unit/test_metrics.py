@@ -234,6 +234,7 @@ def test_metric_key_examples(name: str, key: str) -> None:
     assert metric_key(name) == key
 
 
+@pytest.mark.slow
 @settings(max_examples=200, derandomize=True, deadline=None)
 @given(st.text(min_size=1, max_size=30).filter(lambda s: any(c.isascii() and c.isalnum() for c in s)))
 def test_metric_key_is_lowercase_alnum_underscore(name: str) -> None:
