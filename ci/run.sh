@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Called by .ci/run on a clean clone: starts what the tests need from the machine (Debian's
 # chromium, a throwaway PostgreSQL), then runs ci/test.sh, the README's test command, in a fresh
-# virtualenv. Exit status is ci/test.sh's.
+# virtualenv; then the fast loop again on Python 3.10, the declared minimum (docs/testing.md).
+# Exit status: ci/test.sh's, or the 3.10 job's when only that failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Tests that need the real files in ../shared fail (instead of skipping) when CI is set.
@@ -28,4 +29,34 @@ su postgres -c "'$PG_BIN/initdb' -D '$PG_DIR/data' -A trust -U postgres >'$PG_DI
   -o '-p $PG_PORT -k $PG_DIR -c listen_addresses=127.0.0.1' start"
 export BENCH_TEST_POSTGRES_URL="postgresql+psycopg2://postgres@127.0.0.1:$PG_PORT/postgres"
 
+set +e
 bash ci/test.sh "$@"
+status=$?
+set -e
+
+echo "== Python 3.10, the declared minimum: the fast loop (docs/testing.md)"
+# This machine kind has CPython 3.10.13 under pyenv (Debian bookworm packages no python3.10).
+# PyPI's torch 2.13.0 for 3.10 is a CUDA build (about 4.6 GB with its nvidia-* wheels; it runs
+# on the CPU): the local CPU wheel is for 3.11 only.
+py310=""
+for candidate in "${BENCH_PY310:-}" python3.10 "$(pyenv root 2>/dev/null || echo /root/.pyenv)"/versions/3.10*/bin/python3.10; do
+    if [ -n "$candidate" ] && "$candidate" -c 'import sys; assert sys.version_info[:2] == (3, 10)' 2>/dev/null; then
+        py310="$candidate"
+        break
+    fi
+done
+if [ "${BENCH_SKIP_PY310:-0}" = 1 ]; then
+    echo "skipped: BENCH_SKIP_PY310=1"
+elif [ -z "$py310" ]; then
+    echo "FAILED: no Python 3.10 interpreter found (python3.10, pyenv's versions/3.10*); set BENCH_PY310=/path/to/python3.10, or BENCH_SKIP_PY310=1 to skip this job"
+    [ "$status" != 0 ] || status=1
+else
+    py310_venv="$(mktemp -d -t bench-ci-py310-XXXXXX)"
+    set +e
+    BENCH_VENV="$py310_venv" PYTHON="$py310" bash ci/test.sh -m "not slow"
+    py310_status=$?
+    set -e
+    rm -rf "$py310_venv"  # 5 GB: the CUDA torch build
+    [ "$status" != 0 ] || status=$py310_status
+fi
+exit "$status"

@@ -15,9 +15,10 @@ BUILTIN_METHODS = (
 )
 
 
-# Dense methods with large backbones: each check trains or compares whole models, seconds each
-# on a CPU, so they run in the full suite and stay out of the fast loop (`pytest -m "not slow"`).
-HEAVY_METHODS = ("bdgf", "comix", "m3amba", "m3amba-concat")
+# Checked in the full suite only, not in the fast loop (`pytest -m "not slow"`): the dense methods
+# with large backbones (each check trains or compares whole models, seconds each on a CPU), and
+# the S2Mamba variants, which share the network the fast loop checks as `s2mamba`.
+HEAVY_METHODS = ("bdgf", "comix", "m3amba", "m3amba-concat", "s2mamba-fused", "s2mamba-bidir")
 
 
 def _registered_methods(heavy: bool) -> list[str]:

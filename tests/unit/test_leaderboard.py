@@ -408,6 +408,7 @@ def _tiny_png() -> bytes:
     return _png(fig)
 
 
+@pytest.mark.slow
 def test_markdown_export(sig_board_set) -> None:  # noqa: ANN001
     md = format_board_set(sig_board_set[0], "md")
     assert "## synthetic · split official · profile fast" in md
@@ -419,6 +420,7 @@ def test_markdown_export(sig_board_set) -> None:  # noqa: ANN001
     assert "params.dataset = 'synthetic' and params.split = 'official'" in md
 
 
+@pytest.mark.slow
 def test_json_and_csv_exports(sig_board_set) -> None:  # noqa: ANN001
     import pandas as pd
 
@@ -434,6 +436,7 @@ def test_json_and_csv_exports(sig_board_set) -> None:  # noqa: ANN001
     assert frame.set_index("method").loc["best", "test_oa_mean"] == pytest.approx(rows["best"]["test_oa_mean"])
 
 
+@pytest.mark.slow
 def test_html_is_one_self_contained_page(sig_board_set) -> None:  # noqa: ANN001
     board_set, arts = sig_board_set
     page = format_board_set(board_set, "html", arts)

@@ -143,6 +143,7 @@ def test_labels_and_official_maps(scene: Scene) -> None:
     assert 0.03 <= train.size / np.count_nonzero(labels) <= 0.08
 
 
+@pytest.mark.slow
 def test_augsburg_preset_has_augsburgs_exact_shape(augsburg: Scene) -> None:
     assert augsburg.shape == (332, 485)
     assert augsburg.bands == {"hsi": 180, "sar": 4}
