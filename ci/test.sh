@@ -37,5 +37,8 @@ pytest "$@"
 status=$?
 set -e
 echo "tests took $(( $(date +%s) - start )) s (exit $status)"
-[ "$status" != 0 ] || status=$lint
+if [ "$status" = 0 ] && [ "$lint" != 0 ]; then
+    echo "exit 1: the tests passed, the lint step failed (above)"
+    status=1
+fi
 exit "$status"

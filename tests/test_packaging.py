@@ -85,6 +85,26 @@ _NOT_INSTALLED_HERE = {"mamba_ssm": "mamba-ssm", "DCNv4": "dcnv4", "tomli": "tom
 # Our own top-level names, and the fixture packages' (including the broken one's missing import).
 _OURS = {"bench_core", "bench_plugins", "tests", "benchmarks", "bench_example", "bench_broken",
          "a_dependency_that_is_not_installed"}
+# Standard library on the newer Pythons only; imported under a version check (tomli on 3.10).
+_STDLIB_SINCE_311 = {"tomllib"}
+
+
+def _module_distributions() -> dict[str, set[str]]:
+    """Top-level import name -> installed distributions providing it.
+
+    ``importlib.metadata.packages_distributions`` reads only ``top_level.txt`` on Python 3.10,
+    which wheels built without setuptools (numpy, scipy) lack; their RECORD has the names too.
+    """
+    found: dict[str, set[str]] = {}
+    for dist in importlib.metadata.distributions():
+        names = (dist.read_text("top_level.txt") or "").split()
+        if not names:  # the first path component of each installed file (RECORD: "path,hash,size")
+            tops = {line.split(",", 1)[0].split("/", 1)[0] for line in (dist.read_text("RECORD") or "").splitlines()}
+            names = [top.removesuffix(".py") for top in tops
+                     if top and not top.startswith(("..", "__")) and not top.endswith((".dist-info", ".data", ".pth"))]
+        for name in names:
+            found.setdefault(name, set()).add(_normalise(dist.metadata["Name"]))
+    return found
 
 
 def _normalise(name: str) -> str:
@@ -106,7 +126,7 @@ def _third_party_imports(folder: Path) -> dict[str, set[str]]:
                 names = [node.module]
             else:
                 continue
-            for top in {n.split(".")[0] for n in names} - _OURS - set(sys.stdlib_module_names):
+            for top in {n.split(".")[0] for n in names} - _OURS - _STDLIB_SINCE_311 - set(sys.stdlib_module_names):
                 found.setdefault(top, set()).add(str(path.relative_to(REPO)))
     return found
 
@@ -120,7 +140,7 @@ def test_every_imported_distribution_is_declared() -> None:
     # bench_core.testing.parametrize_with_method_checks builds pytest marks: it runs inside a plugin
     # author's pytest session, so pytest is theirs to have, not a dependency of the harness.
     library = runtime | optional | {"pytest"}
-    by_module = importlib.metadata.packages_distributions()
+    by_module = _module_distributions()
     for folder, allowed, where in (
         ("bench_core", library, "dependencies (or an extra, for an optional import)"),
         ("plugins", library, "dependencies (or an extra, for an optional import)"),
@@ -130,7 +150,7 @@ def test_every_imported_distribution_is_declared() -> None:
         undeclared = {}
         for module, files in _third_party_imports(REPO / folder).items():
             # a module some installed distributions share (mlflow: mlflow, mlflow-skinny) needs one declared
-            dists = {_normalise(d) for d in by_module.get(module, [])} or {_NOT_INSTALLED_HERE.get(module, "?")}
+            dists = by_module.get(module) or {_NOT_INSTALLED_HERE.get(module, "?")}
             if not dists & allowed:
                 undeclared[module] = (sorted(dists), sorted(files)[:3])
         assert not undeclared, (
