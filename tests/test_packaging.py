@@ -97,6 +97,8 @@ def _module_distributions() -> dict[str, set[str]]:
     """
     found: dict[str, set[str]] = {}
     for dist in importlib.metadata.distributions():
+        if not dist.metadata["Name"]:  # a broken leftover of an uninstall
+            continue
         names = (dist.read_text("top_level.txt") or "").split()
         if not names:  # the first path component of each installed file (RECORD: "path,hash,size")
             tops = {line.split(",", 1)[0].split("/", 1)[0] for line in (dist.read_text("RECORD") or "").splitlines()}
