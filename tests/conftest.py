@@ -9,9 +9,16 @@ from pathlib import Path
 from typing import NoReturn
 
 import pytest
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
+
+# Property tests draw the same examples on every run and machine (a failure in CI reproduces
+# locally), and write no example database into the working tree. A test's own @settings
+# inherits these unless it overrides them; tests/test_hygiene.py checks none does.
+settings.register_profile("bench", derandomize=True, database=None)
+settings.load_profile("bench")
 
 
 def skip_or_fail_in_ci(reason: str) -> NoReturn:

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from bench_core import hookspecs
@@ -45,11 +46,27 @@ def test_every_command_is_in_the_readme() -> None:
         assert f"bench {name}" in README, f"`bench {name}` is not documented in README.md"
 
 
-def test_readme_commands_are_the_ones_ci_runs() -> None:
-    ci = (REPO / "ci" / "run.sh").read_text()
+def _commands(block: str) -> list[str]:
+    """The commands of a shell block, comments dropped."""
+    return [line.split("#", 1)[0].strip() for line in block.splitlines() if line.split("#", 1)[0].strip()]
+
+
+def test_readme_quick_start_is_the_scripts_ci_runs() -> None:
+    """Two commands at the top of the README; CI runs the second, so the two cannot drift."""
+    first = re.search(r"```bash\n(.*?)```", README, re.S)
+    assert first and first.start() < README.index("\n## "), "the README must open with its quick-start block"
+    assert _commands(first.group(1)) == ["bash ci/quickstart.sh", "bash ci/test.sh"]
+    assert "exec bash ci/run.sh" in (REPO / ".ci" / "run").read_text()
+    assert "\nbash ci/test.sh" in (REPO / "ci" / "run.sh").read_text()
+    quickstart = (REPO / "ci" / "quickstart.sh").read_text()
+    test = (REPO / "ci" / "test.sh").read_text()
+    # the README's install line, as the scripts run it: torch's CPU wheel first, then the harness
     assert 'pip install torch==2.13.0 && pip install -e ".[test]"' in README
-    assert "pip install torch==2.13.0\n" in ci and 'pip install -e ".[test]"' in ci
-    assert "```bash\npytest\n```" in README and "\npytest\n" in ci
+    assert '\npip install torch==2.13.0\npip install -e ".[test]"\n' in test
+    assert "\npip install torch==2.13.0\npip install -e .\n" in quickstart
+    assert "\nbench run\n" in quickstart
+    assert "\nruff check . " in test and '\npytest "$@"\n' in test
+    assert "`ruff check .`" in README and 'pytest -m "not slow"' in README
 
 
 def test_readme_plugin_example_matches_the_fixture_package() -> None:
@@ -86,6 +103,7 @@ def _reliability_rows() -> list[list[str]]:
     return rows
 
 
+@pytest.mark.slow
 def test_reliability_catalogue_names_existing_tests() -> None:
     """docs/reliability.md names only tests pytest collects, and every fault test is in it."""
     rows = _reliability_rows()

@@ -31,7 +31,7 @@ from bench_core.runner import GridRequest, expand_grid, run_grid
 from bench_core.tracking import MLflowTracker
 from tests.conftest import subprocess_env
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 SVM = ["run", "--plugins", "svm", "--datasets", "synthetic"]
 

@@ -15,6 +15,8 @@ from bench_core import DatasetContext, MethodSpec, hookimpl, load_plugins
 from bench_core.runner import GridRequest, run_grid
 from bench_core.tracking import MLflowTracker
 
+pytestmark = pytest.mark.slow  # whole grid runs against a real MLflow store
+
 FAST = {"train": {"epochs": 2, "steps_per_epoch": 3}}
 
 

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pytest
-import torch
 from optuna.trial import TrialState
 
 from bench_core.cli import main
@@ -30,21 +29,12 @@ CNN_STUDY = "tune/two-branch-cnn.fast/synthetic/official"
 SVM_STUDY = "tune/svm.fast/synthetic/official"
 
 
-@pytest.fixture
-def one_thread():
-    """Small convolutions on a busy 2-core machine run many times faster on one torch thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def study(name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=default_storage_url())
 
 
 def test_tune_two_branch_cnn_8_trials_nested_in_mlflow_then_run_the_best(
-    one_thread: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    one_torch_thread: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     import bench_core.splits as splits
 
@@ -142,7 +132,7 @@ def test_tune_errors_and_export(capsys: pytest.CaptureFixture[str]) -> None:
     assert printed["value"] == pytest.approx(study(SVM_STUDY).best_value)
 
 
-def test_bdgf_trials_reuse_the_cached_ddpm(one_thread: None, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bdgf_trials_reuse_the_cached_ddpm(one_torch_thread: None, capsys: pytest.CaptureFixture[str]) -> None:
     """The pretrain stage trains the DDPM in the first trial only; later trials load it from the stage cache."""
     code = main([
         "tune", "--plugin", "bdgf", "--dataset", "synthetic", "--trials", "2", "--profile", "fast",

@@ -417,6 +417,7 @@ def _tiny_png() -> bytes:
     return _png(fig)
 
 
+@pytest.mark.slow
 def test_markdown_export(sig_board_set) -> None:  # noqa: ANN001
     md = format_board_set(sig_board_set[0], "md")
     assert "## synthetic · split official · profile fast" in md
@@ -428,6 +429,7 @@ def test_markdown_export(sig_board_set) -> None:  # noqa: ANN001
     assert "params.dataset = 'synthetic' and params.split = 'official'" in md
 
 
+@pytest.mark.slow
 def test_json_and_csv_exports(sig_board_set) -> None:  # noqa: ANN001
     import pandas as pd
 
@@ -443,6 +445,7 @@ def test_json_and_csv_exports(sig_board_set) -> None:  # noqa: ANN001
     assert frame.set_index("method").loc["best", "test_oa_mean"] == pytest.approx(rows["best"]["test_oa_mean"])
 
 
+@pytest.mark.slow
 def test_html_is_one_self_contained_page(sig_board_set) -> None:  # noqa: ANN001
     board_set, arts = sig_board_set
     page = format_board_set(board_set, "html", arts)
@@ -499,6 +502,7 @@ def small_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return uri
 
 
+@pytest.mark.slow
 def test_cli_prints_boards_and_refuses_a_mixing_board(small_store: str, tmp_path: Path, capsys) -> None:  # noqa: ANN001
     from bench_core.cli import main
 
@@ -516,6 +520,7 @@ def test_cli_prints_boards_and_refuses_a_mixing_board(small_store: str, tmp_path
     assert len(json.loads(out.read_text())["boards"]) == 2
 
 
+@pytest.mark.slow
 def test_readme_mlflow_filter_strings_are_valid_searches(small_store: str) -> None:
     """Every filter string the README documents for the MLflow UI parses and finds the runs."""
     from bench_core.tracking import MLflowTracker

@@ -110,6 +110,7 @@ def _count(module: torch.nn.Module) -> int:
 # ----------------------------------------------------------------------------- parameters
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("shape", "expected"), sorted(REFERENCE_PARAMS.items()))
 def test_parameter_count_equals_the_reference(shape: tuple[int, int, int], expected: int) -> None:
     hsi, x, classes = shape
@@ -429,6 +430,7 @@ def test_flops_per_block_at_the_paper_width() -> None:
     assert round(_flops(cross, x, x) / 1e9, 2) == 10.40  # the reference computes both streams
 
 
+@pytest.mark.slow
 def test_flops_per_sample_equal_the_block_sum_estimate() -> None:
     """The whole paper model on one 32x32 Houston crop (meta tensors, no arithmetic): 27 blocks
     plus embeddings, guidance maps, heads and two ViT-B/32 passes, within 5 % of the estimate."""
@@ -473,6 +475,7 @@ def test_registered_with_profiles_search_space_and_description() -> None:
         assert needle in spec.description, needle
 
 
+@pytest.mark.slow
 def test_fast_profile_step_is_cheap() -> None:
     """One fast-profile training step on a synthetic-sized batch (8 crops of 16 x 16, 32 + 1 bands)."""
     import time
@@ -489,6 +492,7 @@ def test_fast_profile_step_is_cheap() -> None:
     assert time.perf_counter() - start < 5.0  # ~0.3-0.8 s on 2 busy cores
 
 
+@pytest.mark.slow
 def test_clip_tower_is_the_known_architecture() -> None:
     assert isinstance(_paper_on_meta(144, 1, 15).clip, VisionTransformer)
     assert _paper_on_meta(144, 1, 15, clip_arch="ViT-B-16").clip.arch == KNOWN_ARCHS["ViT-B-16"]

@@ -67,6 +67,7 @@ def _assert_matches_sklearn(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> S
 # --------------------------------------------------------------------------- vs scikit-learn
 
 
+@pytest.mark.slow
 def test_random_cases_match_sklearn_including_absent_and_predicted_only_classes() -> None:
     rng = np.random.default_rng(20240611)
     saw_absent = saw_predicted_only = 0
@@ -87,6 +88,7 @@ def test_random_cases_match_sklearn_including_absent_and_predicted_only_classes(
     assert saw_absent > 50 and saw_predicted_only > 50
 
 
+@pytest.mark.slow
 @settings(max_examples=150, derandomize=True, deadline=None)
 @given(
     st.integers(1, 8).flatmap(
@@ -232,6 +234,7 @@ def test_metric_key_examples(name: str, key: str) -> None:
     assert metric_key(name) == key
 
 
+@pytest.mark.slow
 @settings(max_examples=200, derandomize=True, deadline=None)
 @given(st.text(min_size=1, max_size=30).filter(lambda s: any(c.isascii() and c.isalnum() for c in s)))
 def test_metric_key_is_lowercase_alnum_underscore(name: str) -> None:

@@ -67,6 +67,7 @@ def test_a_run_is_lost_only_when_its_process_is_provably_gone() -> None:
         assert "another process" in (lost_run_reason(reused, here) or "")
 
 
+@pytest.mark.slow
 def test_close_lost_runs_fails_the_dead_processes_runs_only(tmp_path: Path) -> None:
     tracker = MLflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "t")
     mine = tracker.start_run("alive", {"bench.cell_key": "a"})
@@ -83,6 +84,7 @@ def test_close_lost_runs_fails_the_dead_processes_runs_only(tmp_path: Path) -> N
     assert tracker.client.get_run(mine.run_id).info.status == "RUNNING"
 
 
+@pytest.mark.slow
 def test_a_terminated_run_is_killed_with_its_traceback(tmp_path: Path) -> None:
     tracker = MLflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "t")
     life = RunLifecycle(tracker, "cell", {}, suppress=True)
@@ -134,6 +136,7 @@ def test_a_signal_while_artifacts_are_stored_does_not_leave_the_run_finished() -
     assert Run.status == "KILLED"
 
 
+@pytest.mark.slow
 def test_bench_leaderboard_closes_lost_runs(capsys: pytest.CaptureFixture[str]) -> None:
     from bench_core.cli import main
 

@@ -46,6 +46,7 @@ def _train_and_score(spec: MethodSpec, scene: Scene) -> float:
     return float(np.mean(predicted == labels[test] - 1))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("module", [svm, two_branch_cnn, fusion_fcn], ids=lambda m: m.NAME)
 def test_fast_profile_beats_chance_clearly(module, scene: Scene) -> None:
     oa = _train_and_score(module.method_spec(), scene)

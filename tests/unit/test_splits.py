@@ -272,6 +272,7 @@ def test_same_seed_gives_the_same_split_and_other_seeds_differ(toy_scene: Scene)
     assert not np.array_equal(a.train, c.train)
 
 
+@pytest.mark.slow
 def test_the_seed_derivation_does_not_depend_on_python_hash_salting() -> None:
     code = (
         "import numpy as np; from bench_core.splits import derive_rngs; "

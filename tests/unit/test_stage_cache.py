@@ -164,6 +164,7 @@ def test_a_model_without_stages_has_no_derived_inputs() -> None:
 # --------------------------------------------------------------------------- stage cache
 
 
+@pytest.mark.slow
 def test_second_fit_hits_the_cache_and_gives_the_same_model(tmp_path: Path) -> None:
     counter = Counter()
     spec = _spec(_aux_stage(counter, dtype=np.float16, memmap=True))

@@ -81,6 +81,7 @@ def test_both_datasets_are_registered_with_provenance(specs: dict[str, DatasetSp
     assert specs["synthetic-augsburg"].modalities == ("hsi", "sar")
 
 
+@pytest.mark.slow
 def test_the_registered_facts_match_the_loaded_scenes(specs: dict[str, DatasetSpec], scene: Scene,
                                                       augsburg: Scene) -> None:
     for name, loaded in (("synthetic", scene), ("synthetic-augsburg", augsburg)):
@@ -143,6 +144,7 @@ def test_labels_and_official_maps(scene: Scene) -> None:
     assert 0.03 <= train.size / np.count_nonzero(labels) <= 0.08
 
 
+@pytest.mark.slow
 def test_augsburg_preset_has_augsburgs_exact_shape(augsburg: Scene) -> None:
     assert augsburg.shape == (332, 485)
     assert augsburg.bands == {"hsi": 180, "sar": 4}

@@ -156,6 +156,7 @@ def test_journal_storage_works_for_tuning_but_has_no_heartbeat(tmp_path: Path) -
     assert not has_heartbeat(storage)
 
 
+@pytest.mark.slow
 def test_sqlite_storage_with_a_heartbeat_detects_dead_workers(storage_url: str) -> None:
     assert has_heartbeat(open_storage(storage_url, Heartbeat(1, 3)))
     assert not has_heartbeat(open_storage(storage_url))
@@ -226,6 +227,7 @@ def test_apply_study_config_narrows_plugins_and_lets_set_win() -> None:
 # ----------------------------------------------------------------------------- the objective
 
 
+@pytest.mark.slow
 def test_tuning_reads_only_train_and_val_pixels_and_nests_one_run_per_trial(
     host, tracker: MLflowTracker, storage_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -259,6 +261,7 @@ def test_tuning_reads_only_train_and_val_pixels_and_nests_one_run_per_trial(
         assert "test_oa" not in run.data.metrics
 
 
+@pytest.mark.slow
 def test_a_pruned_trial_is_marked_in_optuna_and_mlflow(host, tracker: MLflowTracker, storage_url: str) -> None:
     study, recipe = create_tune_study(host, TuneRequest(method="constant", trials=1), tracker, storage_url)
     study.pruner = AlwaysPrune()
@@ -274,6 +277,7 @@ def test_a_pruned_trial_is_marked_in_optuna_and_mlflow(host, tracker: MLflowTrac
     assert run.data.tags[TAG_PARENT] == study.user_attrs[ATTR_PARENT_RUN]
 
 
+@pytest.mark.slow
 def test_median_pruner_stops_trials_below_the_median_of_earlier_ones(
     host, tracker: MLflowTracker, storage_url: str
 ) -> None:
@@ -289,6 +293,7 @@ def test_median_pruner_stops_trials_below_the_median_of_earlier_ones(
         assert tracker.client.get_run(t.user_attrs[ATTR_RUN_ID]).data.tags[TAG_STATE] == "PRUNED"
 
 
+@pytest.mark.slow
 def test_a_study_made_with_other_settings_is_refused(host, tracker: MLflowTracker, storage_url: str) -> None:
     create_tune_study(host, TuneRequest(method="constant", trials=1), tracker, storage_url)
     with pytest.raises(StudyError, match="seed: study has 0, asked 1"):
@@ -298,6 +303,7 @@ def test_a_study_made_with_other_settings_is_refused(host, tracker: MLflowTracke
     assert recipe.trials == 5
 
 
+@pytest.mark.slow
 def test_best_config_exports_what_bench_run_applies(
     host, tracker: MLflowTracker, storage_url: str, tmp_path: Path
 ) -> None:
@@ -336,6 +342,7 @@ def _grid_trial(study: optuna.Study, tracker: MLflowTracker, key: str) -> optuna
     return study.trials[trial.number]
 
 
+@pytest.mark.slow
 def test_a_stale_trial_closes_its_runs_and_is_requeued_once(tracker: MLflowTracker, storage_url: str) -> None:
     study = optuna.create_study(study_name="grid", storage=storage_url)
     trial = _grid_trial(study, tracker, "k1")
@@ -360,6 +367,7 @@ def test_a_stale_trial_closes_its_runs_and_is_requeued_once(tracker: MLflowTrack
     assert not study.get_trials(states=(TrialState.WAITING,))
 
 
+@pytest.mark.slow
 def test_a_stale_trial_is_not_requeued_when_its_cell_is_already_queued(
     tracker: MLflowTracker, storage_url: str
 ) -> None:
@@ -380,6 +388,7 @@ def test_trials_used_does_not_count_failures_that_were_retried(storage_url: str)
     assert trials_used(study) == 2
 
 
+@pytest.mark.slow
 def test_tagging_tracker_adds_tags_and_reports_the_run_id(tracker: MLflowTracker) -> None:
     seen: list[str] = []
     wrapped = TaggingTracker(tracker, {"bench.x": "1"}, seen.append)
@@ -431,6 +440,7 @@ def test_cell_resources_refuse_what_the_cluster_cannot_give() -> None:
         cell_resources(GridRequest(), RayOptions(cpus_per_cell=8), {"CPU": 4})
 
 
+@pytest.mark.slow
 def test_close_batch_runs_closes_only_the_runs_of_that_batch_and_cell(tracker: MLflowTracker) -> None:
     lost = tracker.start_run("a", {"bench.grid.batch": "b1", "bench.cell_key": "k1"})
     other_cell = tracker.start_run("b", {"bench.grid.batch": "b1", "bench.cell_key": "k2"})
@@ -444,6 +454,7 @@ def test_close_batch_runs_closes_only_the_runs_of_that_batch_and_cell(tracker: M
     assert tracker.client.get_run(other_cell.run_id).info.status == "KILLED"
 
 
+@pytest.mark.slow
 def test_resuming_a_study_samples_new_points(host, tracker: MLflowTracker, storage_url: str) -> None:
     def tune(trials: int) -> list[dict]:
         request = TuneRequest(method="constant", trials=trials, pruner="none")

@@ -18,7 +18,7 @@ from tests.conftest import REPO
 
 if sys.version_info >= (3, 11):
     import tomllib
-else:  # Python 3.10: the same parser as a package (declared for 3.10)
+else:  # Python 3.10: the backport pyproject.toml declares for it
     import tomli as tomllib
 
 REAL = ("augsburg", "augsburg-dsm", "berlin", "houston2013", "muufl", "trento", "dfc2018", "yellow-river", "lcz-hk")

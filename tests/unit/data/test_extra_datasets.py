@@ -30,6 +30,7 @@ from tests.data.lcz_hk import make_fake as lcz_fake
 from tests.data.yellow_river import make_fake as yre_fake
 from tests.unit.data.conftest import NO_VERIFY
 
+
 Context = Callable[..., DatasetContext]
 
 
@@ -394,6 +395,7 @@ def test_lcz_hk_a_code_outside_the_table_is_a_difference(tmp_path: Path, context
     assert any(p.startswith("label code 7") for p in scene.metadata[MISMATCH_KEY])
 
 
+@pytest.mark.slow
 def test_lcz_hk_real_shape_and_bdgf_totals_load_verified(tmp_path: Path, context_for: Context) -> None:
     assert sum(lcz_hk.FACTS.labelled) == 8_846 and lcz_hk.FACTS.shape == (529, 528)
     lcz_fake.make_fake(tmp_path / "data" / "lcz-hk", shape=(529, 528), counts=lcz_hk.FACTS.labelled)

@@ -132,6 +132,7 @@ def _shape_dict(name: str) -> dict[str, torch.Tensor]:
     return {f"visual.{k}": torch.empty(shape, device="meta") for k, shape in expected_shapes(arch).items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "params"), [("ViT-B-32", 87_849_216), ("ViT-B-16", 86_192_640)])
 def test_architecture_inferred_from_openai_shapes(name: str, params: int) -> None:
     arch = infer_clip_arch(visual_state_dict(_shape_dict(name)))

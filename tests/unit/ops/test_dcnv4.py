@@ -248,6 +248,7 @@ def _smooth_inputs(case: tuple[Any, ...], seed: int, size: tuple[int, int]) -> t
     return value.requires_grad_(True), offset_mask.requires_grad_(True), args
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "case",
     [(3, 3, 1, 1, 1, 1, 1, 1, 2, 2, 0.7, 1), (3, 3, 2, 1, 2, 1, 2, 1, 1, 2, 1.3, 0)],
@@ -566,6 +567,7 @@ def test_importable_package_is_found_lazily(fake_dcnv4_package: Any) -> None:
     assert "DCNv4.functions" in sys.modules
 
 
+@pytest.mark.slow
 def test_importing_the_op_does_not_import_the_package(tmp_path: Path) -> None:
     """A DCNv4 package that raises at import must not matter until a CUDA call asks for it."""
     package = tmp_path / "DCNv4"
