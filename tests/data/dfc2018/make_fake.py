@@ -42,7 +42,7 @@ TREE = {
     d.HSI_HDR: PHASE2 / "FullHSIDataset",
     d.GT_TR: PHASE2 / "TrainingGT",
     d.GT_TEST: Path("TestingGT/TestingGT"),
-    **{r.file: PHASE2 / "Lidar GeoTiff Rasters" / r.folder for r in d.RASTERS.values()},
+    **{r.filename: PHASE2 / "Lidar GeoTiff Rasters" / r.folder for r in d.RASTERS.values()},
 }
 """Where each official file sits in the unpacked tree (relative to the dataset folder)."""
 NODATA = np.float32(-3.4028235e38)
@@ -107,13 +107,13 @@ def write_official(folder: Path, labels: np.ndarray, rng: np.random.Generator, i
     write_tif(paths[d.GT_TEST], test.astype(np.uint8))
     for token, values in _lidar(rng, labels).items():
         if token not in rasters:
-            paths.pop(d.RASTERS[token].file).parent.rmdir()
+            paths.pop(d.RASTERS[token].filename).parent.rmdir()
             continue
         if nodata and token in ("dsm", "dem_tli"):
             values[rng.integers(0, height, 3), rng.integers(0, width, 3)] = NODATA
         if nodata and token == "intensity_1550":
             values[0, 0] = 1e38  # an untagged sentinel
-        write_tif(paths[d.RASTERS[token].file], values, NODATA if token != "intensity_1550" else None)
+        write_tif(paths[d.RASTERS[token].filename], values, NODATA if token != "intensity_1550" else None)
     return paths
 
 
@@ -183,7 +183,7 @@ def make_full_size(folder: Path, seed: int = 0, rasters: tuple[str, ...] = ("dsm
     labels = test.copy()
     labels[height // 2:, tile:5 * tile] = gt_tr
     paths = {name: Path(folder) / sub / name for name, sub in TREE.items()
-             if name not in {r.file for t, r in d.RASTERS.items() if t not in rasters}}
+             if name not in {r.filename for t, r in d.RASTERS.items() if t not in rasters}}
     for p in paths.values():
         p.parent.mkdir(parents=True, exist_ok=True)
     write_tif(paths[d.GT_TR], gt_tr)
@@ -210,6 +210,6 @@ def make_full_size(folder: Path, seed: int = 0, rasters: tuple[str, ...] = ("dsm
             values = (100.0 + 300.0 * rng.random((height, width))).astype(np.float32)
         values = values.copy()
         values[rng.integers(0, height, 100), rng.integers(0, width, 100)] = NODATA
-        write_tif(paths[d.RASTERS[token].file], values, NODATA)
+        write_tif(paths[d.RASTERS[token].filename], values, NODATA)
         del values
     return paths

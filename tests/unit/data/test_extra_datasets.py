@@ -87,8 +87,8 @@ def test_dfc2018_official_tree_builds_the_comix_scene(dfc_official, context_for:
         expected = np.kron(_minmax(raw[:, b]), np.ones((2, 2)))
         np.testing.assert_allclose(scene.modalities["hsi"][b].astype(np.float64), expected, atol=2.5e-4)
     # X: NDSM = DSM_C12 - DEM_C123_TLI with the no-data sentinels masked before normalising
-    dsm = tifffile.imread(_tree(folder, dfc2018.RASTERS["dsm"].file)).astype(np.float64)
-    dem = tifffile.imread(_tree(folder, dfc2018.RASTERS["dem_tli"].file)).astype(np.float64)
+    dsm = tifffile.imread(_tree(folder, dfc2018.RASTERS["dsm"].filename)).astype(np.float64)
+    dem = tifffile.imread(_tree(folder, dfc2018.RASTERS["dem_tli"].filename)).astype(np.float64)
     valid = (np.abs(dsm) < 1e10) & (np.abs(dem) < 1e10)
     assert (~valid).sum() >= 1
     np.testing.assert_allclose(scene.modalities["lidar"][0], _minmax(dsm - dem, valid), atol=1e-6)
@@ -128,15 +128,15 @@ def test_dfc2018_x_is_a_declared_overridable_choice(dfc_official, context_for: C
     env = {**NO_VERIFY, dfc2018.X_ENV: "ndsm, intensity_1550"}
     scene = loader.load(context_for(data_dir), env=env)
     assert scene.metadata["layout"] == "official+x-ndsm-intensity_1550" and scene.bands["lidar"] == 2
-    intensity = tifffile.imread(_tree(folder, dfc2018.RASTERS["intensity_1550"].file)).astype(np.float64)
+    intensity = tifffile.imread(_tree(folder, dfc2018.RASTERS["intensity_1550"].filename)).astype(np.float64)
     assert intensity[0, 0] == np.float32(1e38)  # an untagged sentinel: masked, not the band maximum
     np.testing.assert_allclose(scene.modalities["lidar"][1], _minmax(intensity, intensity < 1e10), atol=1e-6)
     assert data_params(scene)["data.x"] == "ndsm,intensity_1550"
     default = loader.fingerprint(context_for(data_dir), env=NO_VERIFY)
     chosen = loader.fingerprint(context_for(data_dir), env=env)
     assert chosen.layout == "official+x-ndsm-intensity_1550" and chosen.digest != default.digest
-    assert dfc2018.RASTERS["intensity_1550"].file in chosen.sha256
-    assert dfc2018.RASTERS["intensity_1550"].file not in default.sha256
+    assert dfc2018.RASTERS["intensity_1550"].filename in chosen.sha256
+    assert dfc2018.RASTERS["intensity_1550"].filename not in default.sha256
     assert (tmp_path / "cache" / "scenes" / "dfc2018" / "official+x-ndsm-intensity_1550-minmax").is_dir()
     with pytest.raises(DatasetError, match=r"BENCH_DFC2018_X='ndsm,lidar': expected distinct comma-separated .*"
                                            r"unknown: lidar"):
@@ -204,14 +204,14 @@ def test_dfc2018_bad_files_name_the_file_and_what_was_expected(dfc_official, con
         test[0, 0] = 25
         dfc_fake.write_tif(_tree(folder, dfc2018.GT_TEST), test)
     else:
-        dfc_fake.write_tif(_tree(folder, dfc2018.RASTERS["dsm"].file), np.zeros((24, 50), np.float32))
+        dfc_fake.write_tif(_tree(folder, dfc2018.RASTERS["dsm"].filename), np.zeros((24, 50), np.float32))
     with pytest.raises(DatasetError, match=match):
         dfc2018.make_loader().load(context_for(data_dir), env=NO_VERIFY)
 
 
 def test_dfc2018_missing_files_say_where_to_get_them(tmp_path: Path, context_for: Context) -> None:
     sha = dfc_fake.make_fake(tmp_path / "data" / "dfc2018", layout="official", rasters=("dsm",))
-    assert dfc2018.RASTERS["dem_tli"].file not in sha
+    assert dfc2018.RASTERS["dem_tli"].filename not in sha
     with pytest.raises(DatasetError) as err:
         dfc2018.make_loader().load(context_for(tmp_path / "data"), env=NO_VERIFY)
     text = str(err.value)

@@ -30,7 +30,7 @@ DEEP_SEARCH_DEPTH = 7
 
 @dataclasses.dataclass(frozen=True)
 class LidarRaster:
-    file: str
+    filename: str
     folder: str
     what: str
 
@@ -47,7 +47,7 @@ RASTERS = {
 """The contest's LiDAR GeoTIFFs (``Lidar GeoTiff Rasters/<folder>/<file>``), 2404 x 8344 at 0.5 m."""
 NDSM = {"ndsm": "dem_tli", "ndsm_3msr": "dem_3msr", "ndsm_b": "dem_b"}
 """NDSM choices: DSM_C12 minus this DEM."""
-X_CHOICES = {**{t: f"{r.folder} ({r.file}): {r.what}" for t, r in RASTERS.items()},
+X_CHOICES = {**{t: f"{r.folder} ({r.filename}): {r.what}" for t, r in RASTERS.items()},
              **{t: f"NDSM = DSM_C12 - {RASTERS[dem].folder}" for t, dem in NDSM.items()}}
 DEFAULT_X = ("ndsm",)
 """CoMiX: NDSM = DSM - DEM (which DEM is not stated; DEM_C123_TLI, the void-filled bare earth, is the declared choice)."""
@@ -80,7 +80,7 @@ FACTS = {
 OFFICIAL_SHA256 = {
     GT_TR: "025b3813a0a52855567debf4b1e294937fd9b1ff17e00b9acd9e794ef29696d0",
     HSI_PIX: "6f29fd1863ceb0cf4ae3b162ffc48e11ce02bad46780531a99ac2b29164b38e2",
-    RASTERS["dem_b"].file: "521b04abe70ef1452cdd74ee46b30efa4cc093e707a365bbdd6ad54f6317779a",
+    RASTERS["dem_b"].filename: "521b04abe70ef1452cdd74ee46b30efa4cc093e707a365bbdd6ad54f6317779a",
 }
 OUC_SHA256 = {
     "houston_hsi.mat": "35a4a9a2bad193740274c6388f18284fc586a2ef5bde579368796fbeec2a58ea",
@@ -138,7 +138,7 @@ def describe_x(tokens: Sequence[str]) -> str:
 def official_layout(tokens: Sequence[str] = DEFAULT_X) -> Layout:
     """The contest's tree with the LiDAR rasters the X choice needs."""
     tokens = tuple(tokens)
-    rasters = [RASTERS[t].file for t in x_rasters(tokens)]
+    rasters = [RASTERS[t].filename for t in x_rasters(tokens)]
     name = "official" if tokens == DEFAULT_X else "official+x-" + "-".join(tokens)
     return Layout(
         name=name,

@@ -228,13 +228,13 @@ class Dfc2018Dataset(VerifiedDataset):
         rasters: dict[str, Any] = {}
         nodata_notes = [f"hsi: {masked} value(s) of {HSI_PIX}"]
         for t in x_rasters(tokens):
-            tif = read_geotiff(paths[RASTERS[t].file], FIX)
+            tif = read_geotiff(paths[RASTERS[t].filename], FIX)
             if tif.data.shape != (height, width):
                 raise DatasetError(
-                    f"{paths[RASTERS[t].file]}: {tif.data.shape[0]} x {tif.data.shape[1]} pixels; expected {height} x "
+                    f"{paths[RASTERS[t].filename]}: {tif.data.shape[0]} x {tif.data.shape[1]} pixels; expected {height} x "
                     f"{width}, the 0.5 m grid of {GT_TEST}: the files come from different releases"
                 )
-            rasters[t] = lidar_band(tif.data, tif.nodata, RASTERS[t].file)
+            rasters[t] = lidar_band(tif.data, tif.nodata, RASTERS[t].filename)
             nodata_notes.append(f"{t}: {int(rasters[t].valid.size - np.count_nonzero(rasters[t].valid))} pixel(s)"
                                 + (f" (GDAL_NODATA {tif.nodata:g})" if tif.nodata is not None else ""))
         x = arrays.new("lidar", (len(tokens), height, width), np.float32)
