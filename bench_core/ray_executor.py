@@ -47,6 +47,7 @@ from bench_core.runner import (
     GridRequest,
     Reporter,
     expand_grid,
+    plan_grid,
     run_cell,
 )
 
@@ -327,13 +328,8 @@ def run_grid_ray(
     """Run every cell of ``request`` not FINISHED in ``tracker`` as one Ray task each."""
     options = options or RayOptions()
     reporter = reporter or Reporter(echo)
-    cells = expand_grid(host, request)
-    done = set() if request.rerun else tracker.finished_cell_keys()
-    todo = [c for c in cells if c.key not in done]
-    outcome = GridOutcome(cells=cells, results={})
-    for c in cells:
-        if c.key in done:
-            outcome.results[c.key] = CellResult("FINISHED", skipped=True)
+    outcome, todo = plan_grid(host, request, tracker)
+    cells = outcome.cells
     if not todo:  # nothing to run: no cluster to start
         reporter.grid_started(len(cells), len(cells))
         reporter.close()

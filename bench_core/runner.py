@@ -284,6 +284,18 @@ class GridOutcome:
         return 1 if self.failed else 0
 
 
+def plan_grid(host: PluginHost, request: GridRequest, tracker: Tracker) -> tuple[GridOutcome, list[Cell]]:
+    """The grid's outcome so far (cells already FINISHED in ``tracker`` recorded as skipped, none
+    with ``--rerun``) and the cells still to run, in grid order."""
+    cells = expand_grid(host, request)
+    done = set() if request.rerun else tracker.finished_cell_keys()
+    outcome = GridOutcome(cells=cells, results={})
+    for c in cells:
+        if c.key in done:
+            outcome.results[c.key] = CellResult("FINISHED", skipped=True)
+    return outcome, [c for c in cells if c.key not in done]
+
+
 def run_grid(
     host: PluginHost,
     request: GridRequest,
@@ -292,13 +304,8 @@ def run_grid(
 ) -> GridOutcome:
     """Run every cell of the request that is not already FINISHED in ``tracker``."""
     reporter = reporter or Reporter()
-    cells = expand_grid(host, request)
-    done = set() if request.rerun else tracker.finished_cell_keys()
-    todo = [c for c in cells if c.key not in done]
-    outcome = GridOutcome(cells=cells, results={})
-    for c in cells:
-        if c.key in done:
-            outcome.results[c.key] = CellResult("FINISHED", skipped=True)
+    outcome, todo = plan_grid(host, request, tracker)
+    cells = outcome.cells
     reporter.grid_started(len(cells), len(cells) - len(todo))
     scenes: dict[str, Scene | BaseException] = {}
     try:

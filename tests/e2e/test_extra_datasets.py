@@ -7,17 +7,15 @@ fake with BDGF's exact per-class totals with verification on.
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from bench_core.cli import main
 from bench_core.tracking import MLflowTracker
 from tests.data.dfc2018 import make_fake as dfc_fake
 from tests.data.lcz_hk import make_fake as lcz_fake
 from tests.data.yellow_river import make_fake as yre_fake
+from tests.e2e.conftest import BENCH_ENV
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -33,24 +31,9 @@ FAKES = {
 
 
 @pytest.fixture
-def bench(tmp_path: Path, empty_store: Path, monkeypatch: pytest.MonkeyPatch,
-          capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str]]:
-    """``bench(*args) -> (exit code, stdout + stderr)`` against this test's store."""
-    db = tmp_path / "mlflow.db"
-    shutil.copy(empty_store, db)
-    monkeypatch.setenv("CI", "true")
-    monkeypatch.setenv("BENCH_VERIFY_CHECKSUMS", "0")  # scaled-down fakes: not the published shape and counts
-    for var in ("BENCH_DATA_DIR", "BENCH_NORMALISATION", "BENCH_DFC2018_X", *lcz_fake.CUSTOM_ENV):
-        monkeypatch.delenv(var, raising=False)
-
-    def run(*args: str) -> tuple[int, str]:
-        capsys.readouterr()
-        code = main([*args, "--tracking-uri", f"sqlite:///{db}"])
-        captured = capsys.readouterr()
-        return code, captured.out + captured.err
-
-    run.uri = f"sqlite:///{db}"  # type: ignore[attr-defined]
-    return run
+def bench_env() -> tuple[str, ...]:
+    """``bench`` runs without the data-folder, normalisation, DFC2018 and LCZ HK settings."""
+    return (*BENCH_ENV, "BENCH_DFC2018_X", *lcz_fake.CUSTOM_ENV)
 
 
 @pytest.mark.parametrize(("dataset", "layout"), sorted(FAKES))

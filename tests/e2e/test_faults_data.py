@@ -24,7 +24,6 @@ import torch
 from torch import nn
 
 from bench_core import MethodSpec, SplitProtocol, hookimpl
-from bench_core.cli import main
 from bench_core.plugins import load_plugins
 from bench_core.tracking import MLflowTracker
 from tests.data.trento import make_fake as trento_fake
@@ -35,25 +34,6 @@ TRENTO_SHAPE = (600, 166)
 TRENTO_RUN = ["run", "--plugins", "svm", "--datasets", "trento", "--splits", "per-class:5", "--profile", "fast"]
 
 
-@pytest.fixture
-def bench(tmp_path: Path, empty_store: Path, monkeypatch: pytest.MonkeyPatch,
-          capsys: pytest.CaptureFixture[str]) -> Callable[..., tuple[int, str]]:
-    """``bench(*args) -> (exit code, stdout + stderr)`` against this test's store."""
-    db = tmp_path / "mlflow.db"
-    shutil.copy(empty_store, db)
-    monkeypatch.setenv("CI", "true")  # plain progress lines
-    monkeypatch.setenv("BENCH_VERIFY_CHECKSUMS", "0")  # fake files, not the published ones
-    for var in ("BENCH_DATA_DIR", "BENCH_NORMALISATION"):
-        monkeypatch.delenv(var, raising=False)
-
-    def run(*args: str) -> tuple[int, str]:
-        capsys.readouterr()
-        code = main([*args, "--tracking-uri", f"sqlite:///{db}"])
-        captured = capsys.readouterr()
-        return code, captured.out + captured.err
-
-    run.uri = f"sqlite:///{db}"  # type: ignore[attr-defined]
-    return run
 
 
 def _runs(bench: Callable[..., tuple[int, str]]) -> list:

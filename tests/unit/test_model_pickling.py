@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from bench_core import load_plugins
-from bench_core.testing.checks import _built, _fast, _labelled_sample, _logits, _scene_for, _windows
+from bench_core.testing.checks import _built, _fast, _logits
+from bench_core.testing.tiny import labelled_sample, scene_for, windows
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -33,7 +34,7 @@ def test_every_builtin_method_is_covered() -> None:
 def test_built_model_round_trips_through_torch_save(name: str) -> None:
     spec = HOST.methods.get(name)
     config = _fast(spec)
-    scene = _scene_for(spec)
+    scene = scene_for(spec)
     torch.manual_seed(0)
     model = _built(spec, scene, config)
     local = [type(m).__qualname__ for m in _parts(model) if "<locals>" in type(m).__qualname__]
@@ -53,7 +54,7 @@ def test_built_model_round_trips_through_torch_save(name: str) -> None:
     for key in before:
         assert torch.equal(before[key], after[key]), f"method {name!r}: {key} changed through torch.save"
     size = spec.effective_patch_size(config.train)
-    batch, _ = _windows(spec, scene, _labelled_sample(scene, 2), size)
+    batch, _ = windows(spec, scene, labelled_sample(scene, 2), size)
     model.eval()
     restored.eval()
     with torch.no_grad():
