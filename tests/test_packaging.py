@@ -135,6 +135,7 @@ def _third_party_imports(folder: Path) -> dict[str, set[str]]:
     return found
 
 
+@pytest.mark.slow
 def test_every_imported_distribution_is_declared() -> None:
     project = PYPROJECT["project"]
     extras = project["optional-dependencies"]

@@ -279,6 +279,7 @@ def _pretrain(model: SimpleUnet3D, vol: dif.Volume, seed: int, **kw: str) -> dif
     )
 
 
+@pytest.mark.slow
 def test_pretrain_ddpm_deterministic_under_generator() -> None:
     vol = _volume(depth=8, h=16, w=16)  # 2 X + 5 HSI + 1 padding row; 4 tiles of 8x8
     base = SimpleUnet3D((4, 8, 16, 32))

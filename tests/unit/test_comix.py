@@ -112,6 +112,7 @@ def test_calibrated_thop_macs_are_frozen_and_within_ten_percent() -> None:
     assert abs(macs / TARGET_MACS - 1) <= 0.10  # -1.78 %
 
 
+@pytest.mark.slow
 def test_harness_flops_include_attention_matmuls_and_the_dcn_formula() -> None:
     model = _houston_on_meta()
     assert flops_per_sample(model, _houston_example()) == PAPER_HARNESS_FLOPS == comix.PAPER_HARNESS_FLOPS

@@ -584,6 +584,7 @@ def test_formatters_show_missing_as_dash_and_infinity_as_inf(call, expected: dic
         assert call(np.float64(value) if value is not None else None) == text, value
 
 
+@pytest.mark.slow
 def test_every_renderer_shows_an_infinite_cost_as_inf_and_a_missing_one_as_dash() -> None:
     runs = [fake_run("fast", s, metrics={"throughput_infer": math.inf, "flops_per_sample": math.nan}) for s in (0, 1)]
     board_set = build_board_set(runs_frame(runs), significance=False)
@@ -597,6 +598,7 @@ def test_every_renderer_shows_an_infinite_cost_as_inf_and_a_missing_one_as_dash(
     assert json.loads(format_board_set(board_set, "json"))["boards"][0]["rows"][0]["throughput_infer"] is None
 
 
+@pytest.mark.slow
 def test_terminal_table_is_drawn_by_rich_and_split_to_fit_a_narrow_terminal(sig_board_set) -> None:  # noqa: ANN001
     board_set = sig_board_set[0]
     whole = format_board_set(board_set, "table")

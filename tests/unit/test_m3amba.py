@@ -217,6 +217,7 @@ def test_clip_backprop_off_freezes_the_reducers() -> None:
     assert model.net.map_hsi.linear.weight.grad is not None
 
 
+@pytest.mark.slow
 def test_block_checkpointing_gives_the_same_loss_and_gradients() -> None:
     plain = _small().train()
     checkpointed = _small(checkpoint_blocks=True).train()

@@ -187,6 +187,7 @@ def test_hooks_go_through_pluggy_wrappers_and_tryfirst_apply() -> None:
     assert order == ["wrap>", "early", "<wrap", "wrap>", "late", "<wrap"]
 
 
+@pytest.mark.slow
 def test_trace_env_prints_hook_calls_of_bench_plugins() -> None:
     import os
     import subprocess

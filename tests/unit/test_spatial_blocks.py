@@ -128,6 +128,7 @@ def test_registered_as_an_optional_argument_protocol_that_gets_the_patch_size(re
     assert "guard" in registered.argument_help and registered.description
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, derandomize=True)
 @given(
     height=st.integers(6, 30),

@@ -209,6 +209,7 @@ def test_endmembers_have_physical_shapes() -> None:
     assert spectra["concrete"].min() > spectra["asphalt"].max()
 
 
+@pytest.mark.slow
 def test_class_regions_are_spatially_coherent(scene: Scene, augsburg: Scene) -> None:
     for s in (scene, augsburg):
         labels = np.asarray(s.labels)

@@ -100,6 +100,7 @@ def test_info_with_a_partial_file_set_says_which_files_were_found(make_dataset, 
     assert data["fix"].startswith(f"run `bench datasets fetch augsburg --data-dir {data_dir}`")
 
 
+@pytest.mark.slow
 def test_info_with_the_fake_files_loads_them(make_dataset, bench_exe: str, monkeypatch: pytest.MonkeyPatch) -> None:
     data_dir, _ = make_dataset("augsburg", "hong")
     monkeypatch.setenv("BENCH_VERIFY_CHECKSUMS", "0")

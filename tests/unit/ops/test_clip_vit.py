@@ -221,6 +221,7 @@ def _half_rounded(model: nn.Module) -> nn.Module:
     return model
 
 
+@pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_openai_torchscript_archive_loads_fp16_as_fp32(tmp_path: Path) -> None:
     model = _half_rounded(_tiny_clip())
