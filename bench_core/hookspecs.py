@@ -53,8 +53,9 @@ def bench_register_methods(register: Callable[[MethodSpec], None]) -> None:
 def bench_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     """Register the datasets this plugin provides.
 
-    :param register: call ``register(DatasetSpec(...))`` once per dataset. Same
-        validation and duplicate rules as :func:`bench_register_methods`.
+    :param register: call ``register(DatasetSpec(...))`` once per dataset (a dataset read
+        from files: ``register(RealDataset(...).spec(...))``). Same validation and
+        duplicate rules as :func:`bench_register_methods`.
 
     ``DatasetSpec.load(context)`` must read local files only (or generate data) and
     return a :class:`bench_core.scene.Scene`; downloading is a separate, explicit step.

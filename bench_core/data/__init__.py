@@ -1,6 +1,6 @@
 """Reading real datasets: .mat files, locating files, the scene cache, normalisation, cards.
 
-Dataset plugins build on :class:`RealDataset` (``DatasetSpec(load=RealDataset(...))``);
+Dataset plugins build on :class:`RealDataset` and register ``RealDataset(...).spec(...)``;
 see :mod:`bench_core.data.loader` for the flow. Importing this package reads no file and
 imports neither scipy nor h5py (they are imported when a file is read).
 

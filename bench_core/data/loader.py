@@ -2,8 +2,8 @@
 
 A dataset plugin describes its distributions as :class:`~bench_core.data.locate.Layout`
 objects (file names, published sha256, a ``read`` function returning a
-:class:`RawScene`) and registers ``DatasetSpec(load=RealDataset(...))``. Everything
-else is done here, the same way for every dataset:
+:class:`RawScene`) and registers ``RealDataset(...).spec(...)`` (a ``DatasetSpec`` whose
+``load`` is the RealDataset). Everything else is done here, the same way for every dataset:
 
 1. find the first complete file set (:func:`~bench_core.data.locate.locate`);
 2. open the converted scene from the cache when its sources are unchanged;
@@ -41,7 +41,7 @@ from bench_core.data.normalise import (
 )
 from bench_core.errors import DatasetError
 from bench_core.scene import Scene
-from bench_core.specs import DatasetContext
+from bench_core.specs import DataFile, DatasetContext, DatasetSpec
 
 __all__ = [
     "VERIFY_ENV",
@@ -242,7 +242,7 @@ def _verify_checksums(env: Mapping[str, str]) -> bool:
 
 
 class RealDataset:
-    """``DatasetSpec.load`` for datasets read from files (see the module docstring).
+    """``DatasetSpec.load`` for datasets read from files (see the module docstring); :meth:`spec` registers it.
 
     Args:
         name: the dataset name (registry name; cache and error messages use it).
@@ -292,6 +292,38 @@ class RealDataset:
 
     def __repr__(self) -> str:
         return f"RealDataset({self.name!r}, layouts={[lay.name for lay in self.layouts]})"
+
+    def spec(
+        self,
+        *,
+        shape: tuple[int, int] | None = None,
+        files: Sequence[DataFile] = (),
+        paper: str = "",
+        licence: str = "",
+        citation: str = "",
+        description: str = "",
+        recommended_profile: str = "paper",
+    ) -> DatasetSpec:
+        """The :class:`~bench_core.DatasetSpec` that registers this dataset, with ``load=self``.
+
+        Its name, modalities (the keys of ``bands``, in scene order), class names and url are
+        the loader's, so a plugin states each fact once; the arguments are what only the
+        registry holds, with ``DatasetSpec``'s defaults.
+        """
+        return DatasetSpec(
+            name=self.name,
+            load=self,
+            modalities=tuple(self.bands),
+            class_names=self.class_names,
+            shape=shape,
+            recommended_profile=recommended_profile,
+            files=tuple(files),
+            paper=paper,
+            url=self.url,
+            licence=licence,
+            citation=citation,
+            description=description,
+        )
 
     @property
     def fix(self) -> str:

@@ -208,37 +208,17 @@ def _ouc_zip(city: str) -> DataFile:
 @hookimpl
 def bench_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     """Register ``augsburg``, ``augsburg-dsm`` and ``berlin``."""
-    common = {"paper": PAPER, "url": HONG_URL, "licence": LICENCE, "citation": CITATION}
-    register(DatasetSpec(
-        name="augsburg",
-        load=make_loader("augsburg"),
-        modalities=("hsi", "sar"),
-        class_names=AUGSBURG_CLASSES,
-        shape=(332, 485),
-        files=(_ouc_zip("augsburg"),),
-        description="Augsburg (Hong et al. 2021): HSI 180 bands + Sentinel-1 SAR 4 bands, 332 x 485, "
-                    "7 classes, official split 761 train / 77,533 test pixels.",
-        **common,
-    ))
-    register(DatasetSpec(
-        name="augsburg-dsm",
-        load=make_loader("augsburg-dsm"),
-        modalities=("hsi", "sar", "dsm"),
-        class_names=AUGSBURG_CLASSES,
-        shape=(332, 485),
-        files=(),  # Hong's bundle is on Google Drive / Baidu only, with no published checksums
-        description="Augsburg with its DSM (Hong et al. 2021 bundle only): HSI 180 + SAR 4 + DSM 1, "
-                    f"332 x 485, 7 classes. Download the bundle by hand: {HONG_DRIVE}",
-        **common,
-    ))
-    register(DatasetSpec(
-        name="berlin",
-        load=make_loader("berlin"),
-        modalities=("hsi", "sar"),
-        class_names=BERLIN_CLASSES,
-        shape=(1723, 476),
-        files=(_ouc_zip("berlin"),),
-        description="Berlin (Hong et al. 2021): HSI 244 bands (EnMAP-simulated, upsampled) + Sentinel-1 "
-                    "SAR 4 bands, 1723 x 476, 8 classes, official split 2,820 train / 461,851 test pixels.",
-        **common,
-    ))
+    for name, shape, files, description in (
+        ("augsburg", (332, 485), (_ouc_zip("augsburg"),),
+         "Augsburg (Hong et al. 2021): HSI 180 bands + Sentinel-1 SAR 4 bands, 332 x 485, 7 classes, official "
+         "split 761 train / 77,533 test pixels."),
+        # Hong's bundle is on Google Drive / Baidu only, with no published checksums: no files
+        ("augsburg-dsm", (332, 485), (),
+         "Augsburg with its DSM (Hong et al. 2021 bundle only): HSI 180 + SAR 4 + DSM 1, 332 x 485, 7 classes. "
+         f"Download the bundle by hand: {HONG_DRIVE}"),
+        ("berlin", (1723, 476), (_ouc_zip("berlin"),),
+         "Berlin (Hong et al. 2021): HSI 244 bands (EnMAP-simulated, upsampled) + Sentinel-1 SAR 4 bands, "
+         "1723 x 476, 8 classes, official split 2,820 train / 461,851 test pixels."),
+    ):
+        register(make_loader(name).spec(shape=shape, files=files, paper=PAPER, licence=LICENCE, citation=CITATION,
+                                        description=description))

@@ -174,11 +174,7 @@ def make_loader() -> RealDataset:
 @hookimpl
 def bench_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     """Register ``houston2013``."""
-    register(DatasetSpec(
-        name=NAME,
-        load=make_loader(),
-        modalities=("hsi", "lidar"),
-        class_names=CLASSES,
+    register(make_loader().spec(
         shape=(349, 1905),
         files=(
             DataFile(name="2013_DFTC.zip", sha256="f4d619d5cbcb09d0301038f1b8fe83def6c2d484334b7b8127740a00ecf7e245",
@@ -187,7 +183,6 @@ def bench_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
             DataFile(name=TEST_TIF, sha256=DFC_SHA256[TEST_TIF], urls=(f"{S2FL_RAW}/{TEST_TIF}",), size=19_098),
         ),
         paper="Hyperspectral and LiDAR data fusion: Outcome of the 2013 GRSS Data Fusion Contest (Debes et al., 2014)",
-        url=UH_URL,
         licence="UH/IEEE GRSS terms: research use with acknowledgement and citation; no redistribution",
         citation=CITATION,
         description="Houston2013 (GRSS DFC 2013): CASI HSI 144 bands + LiDAR DSM, 349 x 1905 at 2.5 m, "

@@ -271,15 +271,10 @@ def make_loader(facts: PublishedFacts = FACTS) -> VerifiedDataset:
 @hookimpl
 def bench_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     """Register ``lcz-hk``."""
-    register(DatasetSpec(
-        name=NAME,
-        load=make_loader(),
-        modalities=("hsi", "sar"),
-        class_names=CLASSES,
+    register(make_loader().spec(
         shape=None,  # 529 x 528 is verified by the loader (with the per-class totals)
         files=(),  # Baidu only, no checksum: bring your own files
         paper="LCZ HK (Hong Kong) MSI + SAR scene of MDL-RS, as used by BDGF",
-        url=MDL_RS,
         licence="unknown: no data licence is stated (MDL-RS code GPL-3.0); cite Hong et al. 2021 and the DFC 2017",
         citation=CITATION,
         description="LCZ HK (BDGF): Sentinel-2 MSI 10 bands (as 'hsi') + Sentinel-1 SAR 4 bands, 529 x 528 at "

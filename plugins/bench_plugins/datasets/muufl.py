@@ -189,15 +189,10 @@ def make_loader() -> RealDataset:
 @hookimpl
 def bench_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     """Register ``muufl``."""
-    register(DatasetSpec(
-        name=NAME,
-        load=make_loader(),
-        modalities=("hsi", "lidar"),
-        class_names=CLASSES,
+    register(make_loader().spec(
         shape=(325, 220),
         files=(DataFile(name=FILE, sha256=FILE_SHA256, urls=(RAW_URL,)),),
         paper="MUUFL Gulfport hyperspectral and LiDAR airborne data set (Gader et al., 2013)",
-        url=REPO,
         licence="MIT (GatorSense/MUUFLGulfport); citing Gader et al. 2013 and Du & Zare 2017 is required",
         citation=CITATION,
         description="MUUFL Gulfport campus 1: HSI 64 bands + LiDAR 2 rasters, 325 x 220 at 1 m, 11 classes; "

@@ -212,18 +212,13 @@ def make_loader() -> RealDataset:
 @hookimpl
 def bench_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     """Register ``trento``."""
-    register(DatasetSpec(
-        name=NAME,
-        load=make_loader(),
-        modalities=("hsi", "lidar"),
-        class_names=CLASSES,
+    register(make_loader().spec(
         shape=(600, 166),
         files=tuple(
             DataFile(name=n, sha256=MIRROR_SHA256[n], urls=(f"{MIRROR_RAW}/{n}",), size=size)
             for n, size in (("Italy_hsi.mat", None), ("Italy_lidar.mat", 404_109), ("allgrd.mat", 3_235))
         ),
         paper="Trento HSI + LiDAR scene (courtesy of L. Bruzzone, University of Trento)",
-        url=MIRROR,
         licence="no licence stated; data courtesy of Prof. L. Bruzzone (cite the source of any use)",
         citation="Courtesy of L. Bruzzone, University of Trento; cite the paper you take the protocol from "
                  "(e.g. the MFT paper for the 819 / 29,395 split)",

@@ -112,15 +112,10 @@ def make_loader(facts: PublishedFacts = FACTS) -> VerifiedDataset:
 @hookimpl
 def bench_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     """Register ``yellow-river``."""
-    register(DatasetSpec(
-        name=NAME,
-        load=make_loader(),
-        modalities=("hsi", "sar"),
-        class_names=CLASSES,
+    register(make_loader().spec(
         shape=None,  # 960 x 1170 is verified by the loader (with the per-class totals)
         files=(),  # no public download: bring your own files
         paper="Yellow River Estuary HSI + SAR scene as used by BDGF (AsyFFNet's 'HHK' files)",
-        url=ASYFFNET,
         licence="unknown: no licence is stated; the data are not public (obtain them from the authors)",
         citation=CITATION,
         description="Yellow River Estuary (BDGF): ZY1-02D HSI 166 bands + Sentinel-1 SAR 3 bands, 960 x 1170 at "

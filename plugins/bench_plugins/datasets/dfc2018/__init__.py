@@ -47,12 +47,10 @@ from bench_plugins.datasets.dfc2018.facts import (
     GT_TR,
     HSI_HDR,
     HSI_PIX,
-    NAME,
     OFFICIAL,
     RASTERS,
     TEST_COUNTS,
     TRAIN_COUNTS,
-    UH_URL,
     X_CHOICES,
     X_ENV,
     x_choice,
@@ -68,16 +66,11 @@ __all__ = [
 @hookimpl
 def bench_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     """Register ``dfc2018``."""
-    register(DatasetSpec(
-        name=NAME,
-        load=make_loader(),
-        modalities=("hsi", "lidar"),
-        class_names=CLASSES,
+    register(make_loader().spec(
         shape=None,  # 2404 x 8344 (official) or 1202 x 4768 (ouc): verified by the loader per layout
         files=(),  # on request from UH, no redistribution: bring your own files
         paper="Advanced multi-sensor optical remote sensing for urban land use and land cover classification: "
               "outcome of the 2018 IEEE GRSS Data Fusion Contest (Xu et al., 2019)",
-        url=UH_URL,
         licence="UH/IEEE GRSS terms: on request, research use with citation and acknowledgement; no redistribution",
         citation=CITATION,
         description="DFC2018 / Houston 2018: CASI HSI 48 bands (1 m, upsampled x2) + LiDAR NDSM, 2404 x 8344 at "
