@@ -369,6 +369,14 @@ def window_starts(length: int, size: int, stride: int) -> list[int]:
     return starts
 
 
+def _check_dense(inputs: Mapping[str, np.ndarray], crop_size: int, batch_size: int, pad_mode: str) -> tuple[int, int]:
+    """The scene's (H, W), after checking the arguments every dense-inference entry point takes."""
+    _check_size("crop_size", crop_size, odd=False)
+    _check_size("batch_size", batch_size, odd=False)
+    _check_pad_mode(pad_mode)
+    return _scene_shape(inputs)
+
+
 def _window_grid(height: int, width: int, size: int, overlap: float) -> tuple[int, int, list[tuple[int, int]]]:
     """(padded H, padded W, window top-left corners in row-major order) of the sliding windows."""
     if not 0.0 <= overlap < 1.0:
@@ -450,10 +458,7 @@ def sliding_window_logits(
         ``(logits (K, H, W) float32, count (H, W))`` on ``device``; ``count`` is how many
         windows covered each pixel (always >= 1).
     """
-    _check_size("crop_size", crop_size, odd=False)
-    _check_size("batch_size", batch_size, odd=False)
-    _check_pad_mode(pad_mode)
-    height, width = _scene_shape(inputs)
+    height, width = _check_dense(inputs, crop_size, batch_size, pad_mode)
     full_h, full_w, grid = _window_grid(height, width, crop_size, overlap)
     total, count = _blend_windows(
         forward, inputs, crop_size, grid, (full_h, full_w), num_classes, batch_size, pad_mode, torch.device(device)
@@ -490,9 +495,8 @@ def sliding_window_predict(
     windows that straddle two strips run twice. ``check(logits)`` sees each strip's (K, h, W)
     logits (e.g. to refuse non-finite values). Smaller scenes take the one-pass path.
     """
-    _check_size("crop_size", crop_size, odd=False)
+    height, width = _check_dense(inputs, crop_size, batch_size, pad_mode)
     strip_bytes = DENSE_STRIP_BYTES if strip_bytes is None else strip_bytes
-    height, width = _scene_shape(inputs)
     channels = sum(int(arr.shape[0]) for arr in inputs.values())
     s = crop_size
     if height <= s or width < s or channels * height * width * 4 <= strip_bytes:
@@ -501,8 +505,6 @@ def sliding_window_predict(
         if check is not None:
             check(logits)
         return logits.argmax(dim=0).cpu().numpy().astype(np.int64)
-    _check_size("batch_size", batch_size, odd=False)
-    _check_pad_mode(pad_mode)
     full_h, full_w, grid = _window_grid(height, width, s, overlap)  # (height, width): the scene holds a window
     rows = max(s, strip_bytes // (channels * width * 4) - s)
     out = np.empty((height, width), dtype=np.int64)
@@ -545,10 +547,7 @@ def sliding_window_logits_at(
     Returns:
         ``(logits (N, K) float32 on device, windows run)``.
     """
-    _check_size("crop_size", crop_size, odd=False)
-    _check_size("batch_size", batch_size, odd=False)
-    _check_pad_mode(pad_mode)
-    height, width = _scene_shape(inputs)
+    height, width = _check_dense(inputs, crop_size, batch_size, pad_mode)
     flat = as_index(index, height * width)
     full_h, full_w, grid = _window_grid(height, width, crop_size, overlap)
     if flat.numel() == 0:

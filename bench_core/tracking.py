@@ -40,12 +40,18 @@ def bench_home() -> Path:
     return Path(os.environ.get(ENV_HOME) or DEFAULT_HOME).resolve()
 
 
+def env_or_home_sqlite(env_var: str, filename: str) -> str:
+    """``$env_var`` when set and non-empty, else ``sqlite:///<BENCH_HOME>/<filename>``.
+
+    The default of every store the harness keeps (MLflow runs, Optuna studies), so that
+    they all live side by side under one ``BENCH_HOME``.
+    """
+    return os.environ.get(env_var) or f"sqlite:///{bench_home() / filename}"
+
+
 def default_tracking_uri() -> str:
     """``--tracking-uri`` default: ``$MLFLOW_TRACKING_URI`` or the embedded SQLite store."""
-    env = os.environ.get(ENV_TRACKING_URI)
-    if env:
-        return env
-    return f"sqlite:///{bench_home() / 'mlflow.db'}"
+    return env_or_home_sqlite(ENV_TRACKING_URI, "mlflow.db")
 
 
 def is_embedded(uri: str) -> bool:

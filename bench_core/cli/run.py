@@ -8,7 +8,15 @@ from pathlib import Path
 
 import click
 
-from bench_core.cli.options import csv_list, experiment, tracking_uri
+from bench_core.cli.options import (
+    csv_list,
+    data_dir_option,
+    device_option,
+    experiment,
+    ray_resource_options,
+    tracking_uri,
+    val_carve_option,
+)
 
 
 def _seeds(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
@@ -40,13 +48,10 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
 @click.option("--val-fraction", type=float, default=0.1, show_default=True,
               help="Share of each class's training pixels held out for validation (0: none, "
                    "no best-epoch selection; the papers' setting).")
-@click.option("--val-carve", type=click.Choice(["auto", "random", "spatial"]), default="auto", show_default=True,
-              help="How validation pixels are carved from the training pixels: random pixels, spatial blocks "
-                   "with a guard band (validation leakage 0), or auto (spatial for spatial-blocks, else random).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@val_carve_option
+@device_option
 @click.option("--rerun", is_flag=True, help="Run cells again even if already FINISHED in the store.")
-@click.option("--data-dir", type=click.Path(path_type=Path), envvar="BENCH_DATA_DIR", show_envvar=True,
-              default=None, help="Folder with dataset files.")
+@data_dir_option
 @tracking_uri
 @experiment
 @click.option("--storage", default=None, metavar="URL",
@@ -59,11 +64,7 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
               help="Ray cluster to run on (with --executor ray): 'auto' = the cluster this machine belongs to "
                    "(after `ray start`), HOST:PORT = its head. Default: a private local instance using every CPU "
                    "and GPU of this machine.")
-@click.option("--cpus-per-cell", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="CPUs each cell reserves on the Ray cluster (and torch threads it uses).")
-@click.option("--gpus-per-cell", type=click.FloatRange(min=0), default=None,
-              help="GPUs each cell reserves (fractions share a GPU). Default: 1 when the Ray cluster has GPUs and "
-                   "--device is auto or cuda, else 0.")
+@ray_resource_options("cell", "cell")
 @click.option("--max-retries", type=click.IntRange(min=0), default=3, show_default=True,
               help="With --executor ray: re-runs of a cell whose worker process or node died.")
 @click.option("--config-from-study", "config_from_study", default=None, metavar="NAME",

@@ -8,6 +8,13 @@ from pathlib import Path
 
 import click
 
+from bench_core.cli.options import (
+    data_dir_option,
+    device_option,
+    ray_resource_options,
+    tracking_uri,
+    val_carve_option,
+)
 from bench_core.tuning import DEFAULT_TUNE_EXPERIMENT, ENV_STORAGE, METRICS, PRUNERS
 
 storage_option = click.option(
@@ -42,26 +49,18 @@ storage_option = click.option(
 @click.option("--address", default=None, metavar="auto|HOST:PORT",
               help="Ray cluster whose nodes run the --jobs trial tasks ('auto' after `ray start`); the storage "
                    "must then be reachable from every node (PostgreSQL).")
-@click.option("--cpus-per-trial", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="CPUs each Ray trial task reserves (and torch threads it uses).")
-@click.option("--gpus-per-trial", type=click.FloatRange(min=0), default=None,
-              help="GPUs each Ray trial task reserves (default: 1 when the cluster has GPUs and --device is "
-                   "auto or cuda, else 0).")
+@ray_resource_options("trial", "trial task")
 @click.option("--seed", type=int, default=0, show_default=True, help="Split seed and sampler seed.")
 @click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
               help="Fixed config value under the sampled ones, e.g. --set train.epochs=3 (repeatable).")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True,
               help="Share of each class's training pixels held out to score the trials.")
-@click.option("--val-carve", type=click.Choice(["auto", "random", "spatial"]), default="auto", show_default=True,
-              help="How validation pixels are carved from the training pixels: random pixels, spatial blocks "
-                   "with a guard band (validation leakage 0), or auto (spatial for spatial-blocks, else random).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--data-dir", type=click.Path(path_type=Path), envvar="BENCH_DATA_DIR", show_envvar=True,
-              default=None, help="Folder with dataset files.")
+@val_carve_option
+@device_option
+@data_dir_option
 @click.option("--export", "export_path", type=click.Path(path_type=Path), default=None,
               help="Write the best config as JSON here (for `bench run --config-from-study FILE`).")
-@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", show_envvar=True, default=None,
-              help="MLflow tracking store or server (default: sqlite:///$BENCH_HOME/mlflow.db).")
+@tracking_uri
 @click.option("--experiment", default=DEFAULT_TUNE_EXPERIMENT, show_default=True,
               help="MLflow experiment of the study's runs (kept apart from the benchmark's).")
 @click.pass_context

@@ -9,7 +9,7 @@ which is searched first.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -167,15 +167,35 @@ def _single(data: Mapping[str, Any], key: str, where: str) -> tuple[str, ...]:
     return (value,)
 
 
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    """The TOML table of ``path``; a ConfigError naming ``what`` if it cannot be read or parsed."""
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"{what}: cannot be read as TOML ({exc}); fix the file") from None
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], where: str) -> None:
+    """Refuse keys outside ``allowed``: a misspelt key would otherwise be silently ignored."""
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; expected some of {sorted(allowed)}")
+
+
+def _numbered_tables(
+    tables: list[Mapping[str, Any]], allowed: set[str], where: str
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """``(where #i, table)`` for each table of an array of tables (from 1), its keys checked."""
+    for i, table in enumerate(tables, start=1):
+        here = f"{where} #{i}"
+        _check_keys(table, allowed, here)
+        yield here, table
+
+
 def load_board_spec(path: Path) -> BoardSpec:
     """Read and validate a board spec file."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"board spec {path}: cannot be read as TOML ({exc}); fix the file") from None
-    unknown = sorted(set(data) - _SPEC_KEYS)
-    if unknown:
-        raise ConfigError(f"board spec {path}: unknown key(s) {unknown}; expected some of {sorted(_SPEC_KEYS)}")
+    data = _read_toml(path, f"board spec {path}")
+    _check_keys(data, _SPEC_KEYS, f"board spec {path}")
     title = data.get("title", path.stem)
     description = data.get("description", "")
     sort = data.get("sort")
@@ -199,11 +219,7 @@ def load_board_spec(path: Path) -> BoardSpec:
         if not isinstance(explicit, list):
             raise ConfigError(f"board spec {path}: 'board' must be an array of tables ([[board]])")
         boards = []
-        for i, table in enumerate(explicit, start=1):
-            where = f"board spec {path}, board #{i}"
-            bad = sorted(set(table) - _BOARD_KEYS)
-            if bad:
-                raise ConfigError(f"{where}: unknown key(s) {bad}; expected some of {sorted(_BOARD_KEYS)}")
+        for where, table in _numbered_tables(explicit, _BOARD_KEYS, f"board spec {path}, board"):
             boards.append(
                 Selection(
                     datasets=_single(table, "dataset", where),
@@ -268,19 +284,12 @@ def default_paper_numbers(cwd: Path | None = None) -> Path | None:
 
 def load_paper_numbers(path: Path) -> list[ReportedNumber]:
     """Read and validate ``paper_numbers.toml`` (an array of ``[[reported]]`` tables)."""
-    try:
-        data = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ConfigError(f"paper numbers {path}: cannot be read as TOML ({exc}); fix the file") from None
+    data = _read_toml(path, f"paper numbers {path}")
     entries = data.get("reported")
     if not isinstance(entries, list):
         raise ConfigError(f"paper numbers {path}: expected [[reported]] tables, found keys {sorted(data)}")
     out = []
-    for i, e in enumerate(entries, start=1):
-        where = f"paper numbers {path}, entry #{i}"
-        bad = sorted(set(e) - _REPORTED_KEYS)
-        if bad:
-            raise ConfigError(f"{where}: unknown key(s) {bad}; expected some of {sorted(_REPORTED_KEYS)}")
+    for where, e in _numbered_tables(entries, _REPORTED_KEYS, f"paper numbers {path}, entry"):
         for key in ("method", "dataset", "source", "split"):
             if not isinstance(e.get(key), str) or not e[key]:
                 raise ConfigError(f"{where}: {key} = {e.get(key)!r}; expected a non-empty string")

@@ -445,32 +445,13 @@ def _bc_grad_to_input(g: torch.Tensor, like: torch.Tensor, const: bool, groups: 
     return g.contiguous().to(like.dtype)
 
 
-def _fast_forward(
-    u: torch.Tensor,
-    delta: torch.Tensor,
-    A: torch.Tensor,
-    B: torch.Tensor,
-    C: torch.Tensor,
-    D: torch.Tensor | None,
-    z: torch.Tensor | None,
-    delta_bias: torch.Tensor | None,
-    delta_softplus: bool,
-    chunk_size: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    dtype = _compute_dtype(u, delta, A, B, C, D, z, delta_bias)
-    u_c = u.to(dtype)
-    dt = _effective_delta(delta, delta_bias, delta_softplus, dtype)
-    p = _prepare(u_c, dt, A, B, C)
-    y5, last, _ = _scan_forward(p, _chunk_size(p, chunk_size))
+def _ungated_output(y5: torch.Tensor | None, D: torch.Tensor | None, u_c: torch.Tensor) -> torch.Tensor:
+    """The scan's readout (b, D, L) plus the skip term ``D * u``: the output before the z gate."""
     assert y5 is not None
     y = _from_time_major(y5)
     if D is not None:
-        y = y.addcmul_(D.to(dtype)[:, None], u_c)
-    if z is not None:
-        y = y.mul_(F.silu(z.to(dtype)))
-    batch, dim = u.shape[:2]
-    last_state = last.transpose(-1, -2).reshape(batch, dim, -1).contiguous()
-    return y.to(u.dtype), last_state
+        y = y.addcmul_(D.to(u_c.dtype)[:, None], u_c)
+    return y
 
 
 def _fast_backward(
@@ -498,10 +479,7 @@ def _fast_backward(
     g_z = None
     y5, _, starts = _scan_forward(p, chunk, need_y=z is not None, keep_starts=True)
     if z is not None:
-        assert y5 is not None
-        y = _from_time_major(y5)
-        if D is not None:
-            y = y.addcmul_(D.to(dtype)[:, None], u_c)
+        y = _ungated_output(y5, D, u_c)
         z_c = z.to(dtype)
         sig = torch.sigmoid(z_c)
         g_z = g_out * y * sig * (1 + z_c * (1 - sig))
@@ -551,7 +529,17 @@ def _selective_scan_op(
     delta_softplus: bool,
     chunk_size: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    return _fast_forward(u, delta, A, B, C, D, z, delta_bias, delta_softplus, chunk_size)
+    dtype = _compute_dtype(u, delta, A, B, C, D, z, delta_bias)
+    u_c = u.to(dtype)
+    dt = _effective_delta(delta, delta_bias, delta_softplus, dtype)
+    p = _prepare(u_c, dt, A, B, C)
+    y5, last, _ = _scan_forward(p, _chunk_size(p, chunk_size))
+    y = _ungated_output(y5, D, u_c)
+    if z is not None:
+        y = y.mul_(F.silu(z.to(dtype)))
+    batch, dim = u.shape[:2]
+    last_state = last.transpose(-1, -2).reshape(batch, dim, -1).contiguous()
+    return y.to(u.dtype), last_state
 
 
 @_selective_scan_op.register_fake

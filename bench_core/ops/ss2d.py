@@ -359,6 +359,7 @@ class CrossSS2D(SS2D):
     ``forward(x, g) -> (out_x, out_g)``: x is scanned with its own dt, C, D and delta bias,
     ``A = (A_x + A_g) / 2`` and the guide's B; g symmetrically with x's B. With identical
     inputs and identical stream parameters, ``out_x`` equals :class:`SS2D`'s output.
+    ``forward_x(x, g)`` is ``out_x`` alone, without the guide stream's scan and decode.
     """
 
     def __init__(self, d_model: int, *args: object, **kwargs: object) -> None:
@@ -369,6 +370,22 @@ class CrossSS2D(SS2D):
         self, x: torch.Tensor, guide: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Both streams (b, H, W, d_model) -> both outputs, same shape."""
+        out_x, out_g = self._streams(x, guide, guide_output=True)
+        assert out_g is not None
+        return out_x, out_g
+
+    def forward_x(self, x: torch.Tensor, guide: torch.Tensor) -> torch.Tensor:
+        """Stream x's output alone, equal to ``self(x, guide)[0]``.
+
+        The guide is still encoded and projected (x's scan needs its B and A), but its own
+        scan and decode are skipped: M3amba's blocks discard the guide's output.
+        """
+        return self._streams(x, guide, guide_output=False)[0]
+
+    def _streams(
+        self, x: torch.Tensor, guide: torch.Tensor, guide_output: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Stream x's output, and the guide stream's when ``guide_output`` (else None)."""
         if guide.shape != x.shape:
             raise ScanInputError(
                 f"CrossSS2D: guide has shape {tuple(guide.shape)}; expected x's shape "
@@ -383,5 +400,7 @@ class CrossSS2D(SS2D):
         A_mean = (A_x + A_g) / 2
         backend = self.ssm.backend
         ys_x = directional_scan(xs, dts_x, A_mean, B_g, C_x, D_x, bias_x, backend=backend)
+        if not guide_output:
+            return self.decode(ys_x, z_x), None
         ys_g = directional_scan(gs, dts_g, A_mean, B_x, C_g, D_g, bias_g, backend=backend)
         return self.decode(ys_x, z_x), self.decode(ys_g, z_g)

@@ -22,12 +22,9 @@ if TYPE_CHECKING:
 
 def default_storage_url() -> str:
     """``$BENCH_OPTUNA_STORAGE``, else ``sqlite:///$BENCH_HOME/optuna.db`` (next to the MLflow store)."""
-    from bench_core.tracking import bench_home
+    from bench_core.tracking import env_or_home_sqlite
 
-    env = os.environ.get(ENV_STORAGE)
-    if env:
-        return env
-    return f"sqlite:///{bench_home() / DEFAULT_STORAGE_FILE}"
+    return env_or_home_sqlite(ENV_STORAGE, DEFAULT_STORAGE_FILE)
 
 
 def storage_label(url: str) -> str:

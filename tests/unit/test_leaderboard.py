@@ -296,6 +296,9 @@ def test_a_board_naming_two_splits_is_refused_when_the_spec_is_read(tmp_path: Pa
         ('datasets = [1]\n', "expected a string or a list"),
         ('sort = "oa:up"\n', "expected COLUMN, COLUMN:asc or COLUMN:desc"),
         ('title = \n', "cannot be read as TOML"),
+        ('[[board]]\ndataset = "a"\nsplit = "official"\nprofile = "fast"\n'
+         '[[board]]\ndataset = "a"\nsplit = "official"\nprofile = "fast"\nmethod = "m"\n',
+         r"board #2: unknown key\(s\) \['method'\]"),
     ],
 )
 def test_bad_board_specs_name_the_file_the_key_and_the_fix(tmp_path: Path, text: str, match: str) -> None:
@@ -388,7 +391,9 @@ def test_reported_numbers_sit_beside_the_ranking_and_say_when_the_protocol_diffe
     [
         ('method = "a"\ndataset = "b"\nsource = "c"\nsplit = "official"\noa = 101\n', r"oa = 101; expected percent"),
         ('method = "a"\ndataset = "b"\nsplit = "official"\n', "source = None; expected a non-empty string"),
-        ('method = "a"\ndataset = "b"\nsource = "c"\nsplit = "x"\ncaveat = []\n', r"unknown key\(s\) \['caveat'\]"),
+        ('method = "a"\ndataset = "b"\nsource = "c"\nsplit = "x"\ncaveat = []\n',
+         r"entry #1: unknown key\(s\) \['caveat'\]"),
+        ('method = \n', "cannot be read as TOML"),
     ],
 )
 def test_bad_paper_numbers_are_refused(tmp_path: Path, entry: str, match: str) -> None:

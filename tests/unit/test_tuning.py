@@ -7,10 +7,12 @@ import json
 import types
 from pathlib import Path
 
+import click
 import numpy as np
 import optuna
 import pytest
 import torch
+from click.testing import CliRunner
 from optuna.trial import TrialState
 from torch import nn
 
@@ -18,7 +20,7 @@ from bench_core import ConfigError, DatasetContext, MethodSpec, hookimpl, load_p
 from bench_core.config import deep_merge
 from bench_core.ray_executor import CellKeyMismatch, cell_payload, cell_resources, close_batch_runs, rebuild_cell
 from bench_core.runner import GridRequest, expand_grid
-from bench_core.tracking import MLflowTracker, bench_home
+from bench_core.tracking import MLflowTracker, bench_home, default_tracking_uri, env_or_home_sqlite
 from bench_core.tuning import (
     ATTR_CELL_KEY,
     ATTR_EXPERIMENT,
@@ -134,6 +136,21 @@ def test_default_storage_is_a_sqlite_file_next_to_the_mlflow_store(monkeypatch: 
     assert Path(url[len("sqlite:///"):]).parent == bench_home()
     monkeypatch.setenv("BENCH_OPTUNA_STORAGE", "postgresql://u@db/x")
     assert default_storage_url() == "postgresql://u@db/x"
+
+
+def test_a_store_defaults_to_a_sqlite_file_in_bench_home_unless_its_variable_is_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("BENCH_HOME", str(tmp_path))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("BENCH_TEST_STORE", raising=False)
+    in_home = f"sqlite:///{tmp_path.resolve() / 'x.db'}"
+    assert env_or_home_sqlite("BENCH_TEST_STORE", "x.db") == in_home
+    monkeypatch.setenv("BENCH_TEST_STORE", "")  # an empty variable counts as unset
+    assert env_or_home_sqlite("BENCH_TEST_STORE", "x.db") == in_home
+    monkeypatch.setenv("BENCH_TEST_STORE", "postgresql://u@db/x")
+    assert env_or_home_sqlite("BENCH_TEST_STORE", "x.db") == "postgresql://u@db/x"
+    assert default_tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
 
 
 def test_storage_label_hides_the_password() -> None:
@@ -472,3 +489,20 @@ def test_address_without_the_ray_executor_is_a_usage_error(capsys: pytest.Captur
 
     assert main(["run", "--plugins", "svm", "--address", "auto"]) == 2
     assert "--address needs --executor ray" in capsys.readouterr().err
+
+
+def test_run_and_tune_declare_their_common_options_once() -> None:
+    from bench_core.cli.run import run
+    from bench_core.cli.tune import tune
+
+    def options(command: click.Command) -> dict[str, tuple[object, ...]]:
+        return {p.name: (p.default, repr(p.type), p.envvar, getattr(p, "help", None)) for p in command.params}
+
+    run_options, tune_options = options(run), options(tune)
+    for name in ("val_carve", "device", "data_dir", "tracking_uri"):
+        assert run_options[name] == tune_options[name], name
+    for resource in ("cpus", "gpus"):
+        cell, trial = run_options[f"{resource}_per_cell"], tune_options[f"{resource}_per_trial"]
+        assert cell[:3] == trial[:3]  # default, range, no variable; the help names the task
+        assert "each cell " in str(cell[3]) and "each trial task " in str(trial[3])
+    assert CliRunner().invoke(tune, ["--cpus-per-trial", "0"]).exit_code == 2  # x > 0

@@ -229,6 +229,21 @@ def test_cross_ss2d_mixes_the_streams() -> None:
         cross(x, torch.zeros(1, H, W + 1, 8))
 
 
+def test_cross_ss2d_forward_x_is_stream_x_of_forward_without_the_guides_scan() -> None:
+    torch.manual_seed(6)
+    cross = CrossSS2D(8, d_state=4)
+    x, g = _randn(2, H, W, 8, seed=20), _randn(2, H, W, 8, seed=21)
+    assert torch.equal(cross.forward_x(x, g), cross(x, g)[0])
+    with FlopCounterMode(display=False) as counter:
+        cross.forward_x(x, g)
+    scans = counter.get_flop_counts()["Global"][torch.ops.bench.selective_scan]
+    with FlopCounterMode(display=False) as counter:
+        cross(x, g)
+    assert 2 * scans == counter.get_flop_counts()["Global"][torch.ops.bench.selective_scan]
+    with pytest.raises(ScanInputError, match="guide has shape"):
+        cross.forward_x(x, torch.zeros(2, H, W + 1, 8))
+
+
 # --------------------------------------------------------------------------- FLOPs
 
 

@@ -86,38 +86,35 @@ def _loader(preset: str) -> Callable[[DatasetContext], Scene]:
     return load
 
 
+def _preset_spec(preset: str, description: str) -> DatasetSpec:
+    """The spec of one :data:`PRESETS` entry: its name, shape, modalities and classes are the preset's."""
+    options = PRESETS[preset]
+    return DatasetSpec(
+        name=preset,
+        load=_loader(preset),
+        modalities=("hsi", options["aux"]),
+        class_names=options["classes"],
+        shape=(options["height"], options["width"]),
+        description=description,
+        recommended_profile="fast",
+        paper="",
+        url="",  # generated in-process: no source to point at
+        licence="CC0-1.0 (generated)",
+    )
+
+
 @hookimpl
 def bench_register_datasets(register: Callable[[DatasetSpec], None]) -> None:
     """Register ``synthetic`` (the default) and ``synthetic-augsburg``."""
-    common = {
-        "recommended_profile": "fast",
-        "paper": "",
-        "url": "",  # generated in-process: no source to point at
-        "licence": "CC0-1.0 (generated)",
-    }
-    register(DatasetSpec(
-        name="synthetic",
-        load=_loader("synthetic"),
-        modalities=("hsi", "lidar"),
-        class_names=SYNTHETIC_CLASSES,
-        shape=(PRESETS["synthetic"]["height"], PRESETS["synthetic"]["width"]),
-        description=(
-            "Generated 80x80 urban scene, HSI 32 bands + LiDAR DSM, 8 classes; linear spectral "
-            "mixing over coherent regions; roof classes differ only in height, orchard and parking "
-            "only in the arrangement of tree crowns and cars (per pixel they look like grass, tree "
-            "and road). The embedded default."
-        ),
-        **common,
+    register(_preset_spec(
+        "synthetic",
+        "Generated 80x80 urban scene, HSI 32 bands + LiDAR DSM, 8 classes; linear spectral "
+        "mixing over coherent regions; roof classes differ only in height, orchard and parking "
+        "only in the arrangement of tree crowns and cars (per pixel they look like grass, tree "
+        "and road). The embedded default.",
     ))
-    register(DatasetSpec(
-        name="synthetic-augsburg",
-        load=_loader("synthetic-augsburg"),
-        modalities=("hsi", "sar"),
-        class_names=AUGSBURG_CLASSES,
-        shape=(PRESETS["synthetic-augsburg"]["height"], PRESETS["synthetic-augsburg"]["width"]),
-        description=(
-            "Generated scene of Augsburg's shape (332x485, HSI 180 bands + SAR 4 bands with gamma "
-            "speckle, Augsburg's 7 classes) for performance work; no download."
-        ),
-        **common,
+    register(_preset_spec(
+        "synthetic-augsburg",
+        "Generated scene of Augsburg's shape (332x485, HSI 180 bands + SAR 4 bands with gamma "
+        "speckle, Augsburg's 7 classes) for performance work; no download.",
     ))

@@ -23,7 +23,6 @@ from bench_core.ops import (
     Mlp,
     VisionTransformer,
     crop_inputs,
-    directional_scan,
     file_sha256,
     load_clip_visual,
     normalize_clip,
@@ -176,18 +175,9 @@ class CrossBlock(nn.Module):
         """Cross-SS2D output of stream x alone (both inputs already normalised).
 
         The guide is encoded and projected only for its B; its scan, decode and MLP are
-        skipped. Equals ``self.op(x, guide)[0]``.
+        skipped (:meth:`CrossSS2D.forward_x`). Equals ``self.op(x, guide)[0]``.
         """
-        op = self.op
-        xs, z = op.encode(x)
-        gs, _ = op.encode(guide)
-        dts, _, Cs = op.ssm.project(xs)
-        _, B_guide, _ = op.ssm_guide.project(gs)
-        A_x, D_x, bias_x = op.ssm.scan_params()
-        A_guide, _, _ = op.ssm_guide.scan_params()
-        A_mean = (A_x + A_guide) / 2
-        ys = directional_scan(xs, dts, A_mean, B_guide, Cs, D_x, bias_x, backend=op.ssm.backend)
-        return op.decode(ys, z)
+        return self.op.forward_x(x, guide)
 
     def forward_both(self, x: torch.Tensor, guide: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The reference's full block: both streams with residuals and MLP (the guide's is discarded)."""
