@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bench_core.cells import Cell, CellResult
+from bench_core.config import model_options, option
 from bench_core.errors import (
     BenchError,
     ConfigError,
@@ -44,6 +45,7 @@ from bench_core.splits import choose_blocks, round_half_up, window_cover
 
 if TYPE_CHECKING:
     from bench_core.training import StageContext
+    from bench_core.tuning.space import suggest_optimizer
 
 
 __all__ = [
@@ -84,12 +86,16 @@ __all__ = [
     "hookimpl",
     "load_plugins",
     "make_plugin_manager",
+    "model_options",
+    "option",
     "round_half_up",
+    "suggest_optimizer",
     "window_cover",
 ]
 
-# Exported lazily: their modules import torch, which ``import bench_core`` must not.
-_LAZY = {"StageContext": "bench_core.training"}
+# Exported lazily: ``bench_core.training`` imports torch, which ``import bench_core`` must not;
+# ``bench_core.tuning`` is loaded on first use, not by ``import bench_core``.
+_LAZY = {"StageContext": "bench_core.training", "suggest_optimizer": "bench_core.tuning.space"}
 
 
 def __getattr__(name: str) -> Any:

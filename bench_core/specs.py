@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, get_args, runtime_chec
 
 import numpy as np
 
-from bench_core.config import deep_merge
+from bench_core.config import deep_merge, is_int, is_number, reject_unknown_keys
 from bench_core.errors import ConfigError, RegistryError
 
 if TYPE_CHECKING:  # heavy imports only for type checkers
@@ -90,13 +90,13 @@ class TrainConfig:
         positive_ints = ("epochs", "batch_size", "step_size", "val_every", "eval_batch_size")
         for name in positive_ints:
             value = getattr(self, name)
-            if not _is_int(value) or value < 1:
+            if not is_int(value) or value < 1:
                 raise ConfigError(
                     f"train.{name} = {value!r}: expected a positive integer (e.g. --set train.{name}=10)"
                 )
         for name in ("steps_per_epoch", "patch_size", "early_stopping_patience"):
             value = getattr(self, name)
-            if value is not None and (not _is_int(value) or value < 1):
+            if value is not None and (not is_int(value) or value < 1):
                 raise ConfigError(
                     f"train.{name} = {value!r}: expected a positive integer or null (e.g. --set train.{name}=10)"
                 )
@@ -106,10 +106,10 @@ class TrainConfig:
         }
         for name, (low, open_low, example) in numbers.items():
             value = getattr(self, name)
-            if not _is_number(value) or value < low or (open_low and value == low):
+            if not is_number(value) or value < low or (open_low and value == low):
                 kind = "a positive number" if open_low else "a number >= 0"
                 raise ConfigError(f"train.{name} = {value!r}: expected {kind} (e.g. --set train.{name}={example})")
-        if self.grad_clip is not None and (not _is_number(self.grad_clip) or self.grad_clip <= 0):
+        if self.grad_clip is not None and (not is_number(self.grad_clip) or self.grad_clip <= 0):
             raise ConfigError(
                 f"train.grad_clip = {self.grad_clip!r}: expected a positive number (the largest gradient norm) "
                 f"or null (e.g. --set train.grad_clip=1.0)"
@@ -121,7 +121,7 @@ class TrainConfig:
                 )
         milestones = self.milestones
         if isinstance(milestones, (str, bytes)) or not isinstance(milestones, (list, tuple)) or not all(
-            _is_int(m) and m >= 1 for m in milestones
+            is_int(m) and m >= 1 for m in milestones
         ):
             raise ConfigError(
                 f"train.milestones = {milestones!r}: expected a list of positive epoch numbers, e.g. "
@@ -146,28 +146,11 @@ class TrainConfig:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> TrainConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown train config key(s) {unknown}; expected some of {sorted(known)}"
-            )
+        reject_unknown_keys("train config", values, [f.name for f in fields(cls)])
         return cls(**dict(values))
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    """A finite int or float (not a bool, not a string such as ``"abc"`` from ``--set``)."""
-    import math
-    import numbers
-
-    return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def crop_grid_stride(value: object) -> int | None:
@@ -255,7 +238,8 @@ class MethodSpec:
             (:class:`TrainConfig` fields) and ``"model"`` (passed to ``build``) sections.
         patch_size: default patch side (patch), crop side (dense); 1 for pixel methods.
         search_space: ``search_space(trial) -> {"train": {...}, "model": {...}}`` overrides
-            sampled by Optuna, or ``None``.
+            sampled by Optuna, or ``None``; :func:`bench_core.tuning.space.suggest_optimizer`
+            gives the usual ``train`` part (log-scale ``lr`` and ``weight_decay``).
         stages: optional :class:`Stage` hooks run before the main training.
         deterministic: whether two runs under one seed on the CPU give identical results.
         paper, url, licence, description: provenance shown in listings and runs.
@@ -264,6 +248,9 @@ class MethodSpec:
             resolved ``model`` section, without building anything; the harness calls it when
             it expands a grid, so a typo in ``--set model.KEY=...`` stops ``bench run`` (exit 2)
             before any cell runs. ``None``: keys are only checked by ``build``, in the cell.
+            Declare the keys as a dataclass and check them with
+            :func:`bench_core.config.model_options` (unknown keys, types, bounds); add the
+            checks that relate one key to another after it.
 
     The module's ``forward(inputs)`` takes ``{name: tensor}`` (names as in
     ``modalities``) and returns logits, or a mapping with ``"logits"`` plus auxiliaries.

@@ -27,7 +27,9 @@ The modules, each importable on its own (none imports Optuna, MLflow or torch at
 * :mod:`~bench_core.tuning.export`: the best config, ``bench run --config-from-study``;
 * :mod:`~bench_core.tuning.mlflow_bridge`: the parent run, :class:`TaggingTracker`;
 * :mod:`~bench_core.tuning.objective`: :class:`TuneObjective`;
-* :mod:`~bench_core.tuning.study`: :func:`create_tune_study`, :func:`run_tuning`.
+* :mod:`~bench_core.tuning.study`: :func:`create_tune_study`, :func:`run_tuning`;
+* :mod:`~bench_core.tuning.space`: :func:`suggest_optimizer`, for plugins' search spaces (also
+  exported by :mod:`bench_core`).
 
 Import from ``bench_core.tuning``; code inside :mod:`bench_core` that ``run_tuning`` reaches
 (:mod:`bench_core.ray_executor`) imports from the submodules, so that no import cycle forms.
@@ -66,6 +68,7 @@ from bench_core.tuning.export import apply_study_config, best_config, config_fro
 from bench_core.tuning.mlflow_bridge import TaggingTracker, ensure_parent_run, finish_parent_run
 from bench_core.tuning.objective import TuneObjective
 from bench_core.tuning.recipe import StudyRecipe, TuneRequest, make_pruner, make_sampler, recipe_of, resolve_recipe
+from bench_core.tuning.space import suggest_optimizer
 from bench_core.tuning.stale import StaleTrialHandler, close_trial_runs
 from bench_core.tuning.storage import (
     Heartbeat,
@@ -139,6 +142,7 @@ __all__ = [
     "run_one_trial",
     "run_tuning",
     "storage_label",
+    "suggest_optimizer",
     "trial_counts",
     "trials_used",
     "tune_in_process",

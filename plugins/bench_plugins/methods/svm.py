@@ -10,24 +10,29 @@ one RBF width suits HSI reflectances and LiDAR heights alike.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from bench_core import ConfigError, MethodSpec, SceneInfo, hookimpl
+from bench_core import ConfigError, MethodSpec, SceneInfo, hookimpl, model_options, option
 
 if TYPE_CHECKING:
     import optuna
     from sklearn.pipeline import Pipeline
 
 NAME = "svm"
-_DEFAULTS: dict[str, Any] = {
-    "C": 1.0,
-    "gamma": "scale",
-    "seed": None,
-    "max_train_samples": None,
-    "cache_mb": 200,
-}
+
+
+@dataclass(frozen=True)
+class SvmOptions:
+    """``model.*`` of the SVM (see :class:`RbfSvmEstimator`)."""
+
+    C: float = option(1.0, gt=0)
+    gamma: float | Literal["scale"] = option("scale", gt=0)
+    seed: int | None = option(None, ge=0, hint="null: the cell's seed")
+    max_train_samples: int | None = option(None, ge=1, hint="null: every training pixel")
+    cache_mb: float = option(200, gt=0, hint="megabytes of kernel cache")
 
 
 class RbfSvmEstimator:
@@ -150,30 +155,9 @@ class RbfSvmEstimator:
         return 2 * f + n_sv * (3 * f + 2) + 2 * n_sv * (k - 1) + k * (k - 1)
 
 
-def validate_model(config: Mapping[str, Any]) -> dict[str, Any]:
+def validate_model(config: Mapping[str, Any]) -> SvmOptions:
     """The ``model`` config with defaults filled in; ConfigError for unknown keys or bad values."""
-    unknown = sorted(set(config) - set(_DEFAULTS))
-    if unknown:
-        raise ConfigError(f"svm model config: unknown key(s) {unknown}; expected some of {sorted(_DEFAULTS)}")
-    values = {**_DEFAULTS, **dict(config)}
-    gamma = values["gamma"]
-    if not (gamma == "scale" or (_is_number(gamma) and gamma > 0)):
-        raise ConfigError(f"svm model.gamma = {gamma!r}: expected a positive number or 'scale'")
-    if not (_is_number(values["C"]) and values["C"] > 0):
-        raise ConfigError(f"svm model.C = {values['C']!r}: expected a positive number")
-    seed = values["seed"]
-    if seed is not None and (not isinstance(seed, int) or isinstance(seed, bool) or seed < 0):
-        raise ConfigError(f"svm model.seed = {seed!r}: expected null (the cell's seed) or an integer >= 0")
-    most = values["max_train_samples"]
-    if most is not None and (not isinstance(most, int) or isinstance(most, bool) or most < 1):
-        raise ConfigError(f"svm model.max_train_samples = {most!r}: expected null (all) or a positive integer")
-    if not (_is_number(values["cache_mb"]) and values["cache_mb"] > 0):
-        raise ConfigError(f"svm model.cache_mb = {values['cache_mb']!r}: expected a positive number of megabytes")
-    return values
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return model_options(SvmOptions, config, method=NAME)
 
 
 def build(config: Mapping[str, Any], info: SceneInfo) -> RbfSvmEstimator:
@@ -182,14 +166,14 @@ def build(config: Mapping[str, Any], info: SceneInfo) -> RbfSvmEstimator:
     ``seed: null`` (the default) takes the cell's seed (``info.seed``), so seeds of a grid
     draw different training subsamples; an integer pins it.
     """
-    values = validate_model(config)
-    gamma, seed = values["gamma"], values["seed"]
+    options = validate_model(config)
+    gamma, seed = options.gamma, options.seed
     return RbfSvmEstimator(
-        C=float(values["C"]),
+        C=float(options.C),
         gamma=gamma if gamma == "scale" else float(gamma),
         seed=info.seed if seed is None else seed,
-        max_train_samples=values["max_train_samples"],
-        cache_mb=float(values["cache_mb"]),
+        max_train_samples=options.max_train_samples,
+        cache_mb=float(options.cache_mb),
     )
 
 

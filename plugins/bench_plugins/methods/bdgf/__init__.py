@@ -25,11 +25,11 @@ DDPM, the patch standing for one light-split tile (:meth:`BDGF.features_on_the_f
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
-from bench_core import ConfigError, MethodSpec, SceneInfo, Stage, hookimpl
+from bench_core import ConfigError, MethodSpec, SceneInfo, Stage, hookimpl, model_options, option, suggest_optimizer
 from bench_plugins.methods.bdgf.options import NetOptions
 
 if TYPE_CHECKING:
@@ -41,11 +41,11 @@ if TYPE_CHECKING:
 NAME = "bdgf"
 STAGE_VERSION = "1"
 """Part of every stage-cache key: bump it when the stage computes something different."""
-MASKS = ("both", "sample", "structure", "none")
-SAR_TARGETS = ("effective", "none")
-X_NOISES = ("auto", "speckle", "gaussian")
-DIF_SOURCES = ("cache", "on-the-fly")
-DIF_DTYPES = ("float16", "float32")
+Mask = Literal["both", "sample", "structure", "none"]
+SarTarget = Literal["effective", "none"]
+XNoise = Literal["auto", "speckle", "gaussian"]
+DifSource = Literal["cache", "on-the-fly"]
+DifDtype = Literal["float16", "float32"]
 DDPM_PAPER_CHANNELS = (16, 32, 64, 128)
 """SpectralDiff's U-Net widths: ``bench_core.ops.DDPM_PAPER_CHANNELS``, repeated so that registering
 imports no torch (tests/unit/test_bdgf.py checks they agree)."""
@@ -55,47 +55,31 @@ imports no torch (tests/unit/test_bdgf.py checks they agree)."""
 
 
 @dataclass(frozen=True)
-class BDGFOptions:
-    """``model.*`` of BDGF (defaults = the paper profile; see the method description)."""
+class BDGFOptions(NetOptions):
+    """``model.*`` of BDGF: the training network's (:class:`NetOptions`), then the diffusion stage's
+    and the features' (defaults = the paper profile; see the method description)."""
 
-    # training network
-    embed_dim: int = 64
-    heads: int = 8
-    hsi_tokens: int = 4
-    x_tokens: int = 1
-    temperature: str = "learned"
-    mamba_sequence: str = "pixels"
-    mamba_d_state: int = 16
-    mamba_expand: int = 2
-    mamba_d_conv: int = 4
-    group_attention: str = "literal"
     # diffusion stage
-    ddpm_channels: tuple[int, ...] = DDPM_PAPER_CHANNELS
-    ddpm_time_dim: int = 32
-    ddpm_depth: int | str = "pow2"
-    ddpm_tile: int = 64
-    ddpm_T: int = 500
-    ddpm_beta: tuple[float, float] = (1e-4, 0.02)
-    ddpm_epochs: int = 30000
-    ddpm_batch: int = 20
-    ddpm_lr: float = 1e-4
-    speckle_looks: float = 4.0
-    mask: str = "both"
-    sar_target: str = "effective"
-    x_noise: str = "auto"
+    ddpm_channels: tuple[int, ...] = option(
+        DDPM_PAPER_CHANNELS, ge=1, length=4, hint="the U-Net widths, paper: [16, 32, 64, 128]"
+    )
+    ddpm_time_dim: int = option(32, ge=1)
+    ddpm_depth: int | str = "pow2"  # checked against the band count by diffusion.volume_depth, in build
+    ddpm_tile: int = option(64, ge=1)
+    ddpm_T: int = option(500, ge=1)
+    ddpm_beta: tuple[float, float] = option((1e-4, 0.02), gt=0, lt=1, hint="[start, end] with start < end")
+    ddpm_epochs: int = option(30000, ge=1)
+    ddpm_batch: int = option(20, ge=1)
+    ddpm_lr: float = option(1e-4, gt=0)
+    speckle_looks: float = option(4.0, gt=0)
+    mask: Mask = "both"
+    sar_target: SarTarget = "effective"
+    x_noise: XNoise = "auto"
     # features
-    dif_timestep: int = 100
-    dif_layer: int = 0
-    dif_source: str = "cache"
-    dif_dtype: str = "float16"
-
-    def net_options(self) -> NetOptions:
-        return NetOptions(
-            embed_dim=self.embed_dim, heads=self.heads, hsi_tokens=self.hsi_tokens, x_tokens=self.x_tokens,
-            temperature=self.temperature, mamba_d_state=self.mamba_d_state, mamba_expand=self.mamba_expand,
-            mamba_d_conv=self.mamba_d_conv, mamba_sequence=self.mamba_sequence,
-            group_attention=self.group_attention,
-        )
+    dif_timestep: int = option(100, ge=0)
+    dif_layer: Literal[0, 1, 2] = option(0, hint="decoder input")
+    dif_source: DifSource = "cache"
+    dif_dtype: DifDtype = "float16"
 
     def ddpm_settings(self) -> dict[str, Any]:
         """What the pretrained DDPM depends on (with the stage seed and the data: its cache key)."""
@@ -105,64 +89,20 @@ class BDGFOptions:
         return {k: values[k] for k in keys}
 
 
-def _positive_int(key: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{NAME} model.{key} = {value!r}: expected a positive integer")
-    return value
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-def _choice(key: str, value: Any, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{NAME} model.{key} = {value!r}: expected one of {list(allowed)}")
-
-
 def resolve_options(config: Mapping[str, Any]) -> BDGFOptions:
     """Validate ``model.*``; each error names the key, the value and what is expected."""
-    known = {f.name for f in fields(BDGFOptions)}
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise ConfigError(f"{NAME} model config: unknown key(s) {unknown}; expected some of {sorted(known)}")
-    values = dict(config)
-    if "ddpm_channels" in values:
-        channels = values["ddpm_channels"]
-        if (not isinstance(channels, Sequence) or isinstance(channels, str) or len(channels) != 4
-                or any(isinstance(c, bool) or not isinstance(c, int) or c < 1 for c in channels)):
-            raise ConfigError(
-                f"{NAME} model.ddpm_channels = {channels!r}: expected 4 positive integers (the U-Net widths, "
-                f"paper: [16, 32, 64, 128])"
-            )
-        values["ddpm_channels"] = tuple(channels)
-    if "ddpm_beta" in values:
-        beta = values["ddpm_beta"]
-        if (not isinstance(beta, Sequence) or isinstance(beta, str) or len(beta) != 2
-                or not all(_is_number(b) for b in beta) or not 0 < float(beta[0]) < float(beta[1]) < 1):
-            raise ConfigError(f"{NAME} model.ddpm_beta = {beta!r}: expected [start, end] with 0 < start < end < 1")
-        values["ddpm_beta"] = (float(beta[0]), float(beta[1]))
-    options = BDGFOptions(**values)
-    for key in ("embed_dim", "heads", "hsi_tokens", "x_tokens", "ddpm_time_dim", "ddpm_tile", "ddpm_T",
-                "ddpm_epochs", "ddpm_batch"):
-        _positive_int(key, getattr(options, key))
-    _choice("mask", options.mask, MASKS)
-    _choice("sar_target", options.sar_target, SAR_TARGETS)
-    _choice("x_noise", options.x_noise, X_NOISES)
-    _choice("dif_source", options.dif_source, DIF_SOURCES)
-    _choice("dif_dtype", options.dif_dtype, DIF_DTYPES)
-    if not isinstance(options.dif_layer, int) or options.dif_layer not in (0, 1, 2):
-        raise ConfigError(f"{NAME} model.dif_layer = {options.dif_layer!r}: expected 0, 1 or 2 (decoder input)")
-    if (isinstance(options.dif_timestep, bool) or not isinstance(options.dif_timestep, int)
-            or not 0 <= options.dif_timestep < options.ddpm_T):
+    options = model_options(BDGFOptions, config, method=NAME)
+    start, end = options.ddpm_beta
+    if not start < end:
+        raise ConfigError(
+            f"{NAME} model.ddpm_beta = {list(options.ddpm_beta)}: expected [start, end] with 0 < start < end < 1"
+        )
+    if not options.dif_timestep < options.ddpm_T:
         raise ConfigError(
             f"{NAME} model.dif_timestep = {options.dif_timestep!r}: expected an integer in [0, {options.ddpm_T}) "
             f"(model.ddpm_T = {options.ddpm_T})"
         )
-    for key in ("ddpm_lr", "speckle_looks"):
-        if not _is_number(getattr(options, key)) or not float(getattr(options, key)) > 0:
-            raise ConfigError(f"{NAME} model.{key} = {getattr(options, key)!r}: expected a positive number")
-    options.net_options().validate()  # the network's keys, with the same kind of messages
+    options.validate()  # the network's keys (NetOptions), with the same kind of messages
     return options
 
 
@@ -202,7 +142,7 @@ def build(config: Mapping[str, Any], info: SceneInfo) -> BDGF:
 def search_space(trial: optuna.Trial) -> dict[str, Any]:
     """Learning rate and the feature timestep/layer; the DDPM is reused from the cache across trials."""
     return {
-        "train": {"lr": trial.suggest_float("lr", 1e-4, 1e-3, log=True)},
+        "train": suggest_optimizer(trial, lr=(1e-4, 1e-3)),
         "model": {
             "dif_timestep": trial.suggest_categorical("dif_timestep", [5, 10, 50, 100, 200, 400]),
             "dif_layer": trial.suggest_categorical("dif_layer", [0, 1, 2]),

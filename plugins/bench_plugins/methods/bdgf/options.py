@@ -7,15 +7,16 @@ and in ``validate_model`` without importing the network.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Literal, get_args
 
-from bench_core import ConfigError
+from bench_core import ConfigError, model_options, option
 
 NAME = "bdgf"
-MAMBA_SEQUENCES = ("pixels", "bands")
-GROUP_ATTENTION_MODES = ("literal", "shared")
+MambaSequence = Literal["pixels", "bands"]
+GroupAttention = Literal["literal", "shared"]
+MAMBA_SEQUENCES: tuple[str, ...] = get_args(MambaSequence)
+GROUP_ATTENTION_MODES: tuple[str, ...] = get_args(GroupAttention)
 SPECTRAL_DEPTH = 8  # the 3D stem's spectral slices (E = 8 x E/8 "channels")
 
 __all__ = [
@@ -55,30 +56,24 @@ def positive_int(key: str, value: Any) -> int:
 class NetOptions:
     """``model.*`` settings of the training network (defaults = the paper profile and our choices)."""
 
-    embed_dim: int = 64
-    heads: int = 8
-    hsi_tokens: int = 4  # MFT tokenizer tokens for HSI
-    x_tokens: int = 1  # for X
+    embed_dim: int = option(64, ge=1)
+    heads: int = option(8, ge=1)
+    hsi_tokens: int = option(4, ge=1)  # MFT tokenizer tokens for HSI
+    x_tokens: int = option(1, ge=1)  # for X
     temperature: str = "learned"  # or "fixed:<T>"
-    mamba_d_state: int = 16
-    mamba_expand: int = 2
-    mamba_d_conv: int = 4
-    mamba_sequence: str = "pixels"  # or "bands"
-    group_attention: str = "literal"  # Q, K, V convs on each input incl. dif; "shared": dif -> E first
+    mamba_d_state: int = option(16, ge=1)
+    mamba_expand: int = option(2, ge=1)
+    mamba_d_conv: int = option(4, ge=1)
+    mamba_sequence: MambaSequence = "pixels"
+    group_attention: GroupAttention = "literal"  # Q, K, V convs on each input incl. dif; "shared": dif -> E first
 
-    @classmethod
-    def from_mapping(cls, config: Mapping[str, Any]) -> NetOptions:
-        """Options from the ``model.*`` keys this network knows (others are the caller's)."""
-        known = {f.name for f in fields(cls)}
-        options = cls(**{k: v for k, v in config.items() if k in known})
-        options.validate()
-        return options
+    def net_options(self) -> NetOptions:
+        """These settings alone (a subclass's options carry more)."""
+        return NetOptions(**{f.name: getattr(self, f.name) for f in fields(NetOptions)})
 
     def validate(self) -> None:
         """Raise ConfigError naming the first bad ``model.*`` value."""
-        for key in ("embed_dim", "heads", "hsi_tokens", "x_tokens", "mamba_d_state", "mamba_expand",
-                    "mamba_d_conv"):
-            positive_int(f"model.{key}", getattr(self, key))
+        model_options(NetOptions, vars(self.net_options()), method=NAME)  # types and bounds
         if self.embed_dim % SPECTRAL_DEPTH:
             raise ConfigError(
                 f"{NAME} model.embed_dim = {self.embed_dim}: expected a multiple of {SPECTRAL_DEPTH} (the "
@@ -88,14 +83,5 @@ class NetOptions:
             raise ConfigError(
                 f"{NAME} model.heads = {self.heads}: does not divide model.embed_dim = {self.embed_dim}; "
                 f"expected a divisor (the paper: 8 heads of 64)"
-            )
-        if self.mamba_sequence not in MAMBA_SEQUENCES:
-            raise ConfigError(
-                f"{NAME} model.mamba_sequence = {self.mamba_sequence!r}: expected one of {list(MAMBA_SEQUENCES)}"
-            )
-        if self.group_attention not in GROUP_ATTENTION_MODES:
-            raise ConfigError(
-                f"{NAME} model.group_attention = {self.group_attention!r}: expected one of "
-                f"{list(GROUP_ATTENTION_MODES)}"
             )
         parse_temperature(self.temperature)

@@ -44,12 +44,11 @@ which ``build`` imports.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from bench_core import ConfigError, MethodSpec, SceneInfo, hookimpl
+from bench_core import ConfigError, MethodSpec, SceneInfo, hookimpl, model_options, option, suggest_optimizer
 
 if TYPE_CHECKING:
     import optuna
@@ -57,11 +56,13 @@ if TYPE_CHECKING:
     from bench_plugins.methods.comix.model import CoMiX
 
 NAME = "comix"
-CMFEX_MODES = ("both", "spa", "spe", "none")
-DEPTH_POOLS = ("mean", "max")
-INITS = ("torch", "trunc_normal")
+CmfexMode = Literal["both", "spa", "spe", "none"]
+DepthPool = Literal["mean", "max"]
+Init = Literal["torch", "trunc_normal"]
+CMFEX_MODES: tuple[str, ...] = get_args(CmfexMode)
 STAGES = 4
 DCN_GROUP_CHANNELS = 16  # DCNv4 groups of 16 channels (the package asserts C/G % 16 == 0)
+_PER_STAGE = "one per stage"
 
 
 # --------------------------------------------------------------------------- options
@@ -71,30 +72,27 @@ DCN_GROUP_CHANNELS = 16  # DCNv4 groups of 16 channels (the package asserts C/G 
 class CoMiXOptions:
     """``model.*`` of CoMiX (defaults = the calibrated paper configuration, see the description)."""
 
-    channels: tuple[int, ...] = (64, 160, 160, 160)
-    spectral_depth: int = 6
-    blocks_2d: tuple[int, ...] = (2, 2, 2, 2)
-    blocks_3d: tuple[int, ...] = (1, 1, 1, 1)
-    proj_size: int = 32
-    heads: int = 4
-    kernels: tuple[int, ...] = (3, 3, 7, 7)
-    ffn_ratio: float = 4.0
-    ffn3d_ratio: float = 1.0
-    ffm_hidden_ratio: float = 1.0
-    decoder_dim: int = 512
-    decoder_dropout: float = 0.1
-    cmfex: str = "both"
-    ffm: bool = True
-    depth_pool: str = "mean"
-    epa_scaling: str = "unetrpp"
-    epa_spatial_layout: str = "paper"
-    dcn_dw_kernel: int = 3
-    dcn_offset_scale: float = 1.0
-    dcn_backend: str = "auto"
-    init: str = "torch"
-
-
-_SEQUENCES = {"channels": 1, "blocks_2d": 0, "blocks_3d": 0, "kernels": 1}  # key -> minimum value
+    channels: tuple[int, ...] = option((64, 160, 160, 160), ge=1, length=STAGES, hint=_PER_STAGE)
+    spectral_depth: int = option(6, ge=1)
+    blocks_2d: tuple[int, ...] = option((2, 2, 2, 2), ge=0, length=STAGES, hint=_PER_STAGE)
+    blocks_3d: tuple[int, ...] = option((1, 1, 1, 1), ge=0, length=STAGES, hint=_PER_STAGE)
+    proj_size: int = option(32, ge=1)
+    heads: int = option(4, ge=1)
+    kernels: tuple[int, ...] = option((3, 3, 7, 7), ge=1, length=STAGES, hint=_PER_STAGE)
+    ffn_ratio: float = option(4.0, gt=0)
+    ffn3d_ratio: float = option(1.0, gt=0)
+    ffm_hidden_ratio: float = option(1.0, gt=0)
+    decoder_dim: int = option(512, ge=1)
+    decoder_dropout: float = option(0.1, ge=0, lt=1, expect="a probability in [0, 1)")
+    cmfex: CmfexMode = "both"
+    ffm: bool = option(True, hint="true: FFM; false: average the two features, the paper's ablation")
+    depth_pool: DepthPool = "mean"
+    epa_scaling: str = "unetrpp"  # choices: bench_core.ops.EPA_SCALINGS, passed in _resolve
+    epa_spatial_layout: str = "paper"  # choices: bench_core.ops.EPA_SPATIAL_LAYOUTS
+    dcn_dw_kernel: int = option(3, ge=1, hint="odd, the paper: 3")
+    dcn_offset_scale: float = option(1.0, gt=0)
+    dcn_backend: str = "auto"  # choices: bench_core.ops.DCN_BACKENDS
+    init: Init = "torch"
 
 
 def _resolve(config: Mapping[str, Any]) -> CoMiXOptions:
@@ -102,26 +100,10 @@ def _resolve(config: Mapping[str, Any]) -> CoMiXOptions:
     # The ops' choice lists live with the ops (which import torch): imported on use, not on registration.
     from bench_core.ops import DCN_BACKENDS, EPA_SCALINGS, EPA_SPATIAL_LAYOUTS
 
-    known = {f.name for f in fields(CoMiXOptions)}
-    unknown = sorted(set(config) - known)
-    if unknown:
-        raise ConfigError(f"{NAME} model config: unknown key(s) {unknown}; expected some of {sorted(known)}")
-    values = dict(config)
-    for key, minimum in _SEQUENCES.items():
-        if key not in values:
-            continue
-        value = values[key]
-        if (not isinstance(value, Sequence) or isinstance(value, str) or len(value) != STAGES
-                or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in value)):
-            raise ConfigError(
-                f"{NAME} model.{key} = {value!r}: expected {STAGES} integers >= {minimum}, one per stage"
-            )
-        values[key] = tuple(int(v) for v in value)
-    options = CoMiXOptions(**values)
-    for key in ("spectral_depth", "proj_size", "heads", "decoder_dim"):
-        value = getattr(options, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ConfigError(f"{NAME} model.{key} = {value!r}: expected a positive integer")
+    options = model_options(
+        CoMiXOptions, config, method=NAME,
+        choices={"epa_scaling": EPA_SCALINGS, "epa_spatial_layout": EPA_SPATIAL_LAYOUTS, "dcn_backend": DCN_BACKENDS},
+    )
     for c in options.channels:
         if c % DCN_GROUP_CHANNELS:
             raise ConfigError(
@@ -144,30 +126,14 @@ def _resolve(config: Mapping[str, Any]) -> CoMiXOptions:
                 f"{NAME} model.kernels = {list(options.kernels)}: {k} is even; expected odd DCNv4 kernel "
                 f"sizes (the paper: 3, 3, 7, 7)"
             )
-    if (isinstance(options.dcn_dw_kernel, bool) or not isinstance(options.dcn_dw_kernel, int)
-            or options.dcn_dw_kernel < 1 or options.dcn_dw_kernel % 2 == 0):
+    if options.dcn_dw_kernel % 2 == 0:
         raise ConfigError(f"{NAME} model.dcn_dw_kernel = {options.dcn_dw_kernel!r}: expected an odd positive "
                           f"integer (the paper: 3)")
-    for key in ("ffn_ratio", "ffn3d_ratio", "ffm_hidden_ratio", "dcn_offset_scale"):
-        value = getattr(options, key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-            raise ConfigError(f"{NAME} model.{key} = {value!r}: expected a positive number")
-    for key, ratio, width in (("ffn_ratio", options.ffn_ratio, 1), ("ffn3d_ratio", options.ffn3d_ratio, 1),
-                              ("ffm_hidden_ratio", options.ffm_hidden_ratio, 1)):
-        if min(int(c * ratio) for c in options.channels) < width:
+    for key, ratio in (("ffn_ratio", options.ffn_ratio), ("ffn3d_ratio", options.ffn3d_ratio),
+                       ("ffm_hidden_ratio", options.ffm_hidden_ratio)):
+        if min(int(c * ratio) for c in options.channels) < 1:
             raise ConfigError(f"{NAME} model.{key} = {ratio!r}: gives a hidden width of 0 channels; expected a "
                               f"larger ratio")
-    dropout = options.decoder_dropout
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"{NAME} model.decoder_dropout = {dropout!r}: expected a probability in [0, 1)")
-    choices = {"cmfex": CMFEX_MODES, "depth_pool": DEPTH_POOLS, "epa_scaling": EPA_SCALINGS,
-               "epa_spatial_layout": EPA_SPATIAL_LAYOUTS, "dcn_backend": DCN_BACKENDS, "init": INITS}
-    for key, allowed in choices.items():
-        if getattr(options, key) not in allowed:
-            raise ConfigError(f"{NAME} model.{key} = {getattr(options, key)!r}: expected one of {list(allowed)}")
-    if not isinstance(options.ffm, bool):
-        raise ConfigError(f"{NAME} model.ffm = {options.ffm!r}: expected true (FFM) or false (average, the "
-                          f"paper's ablation)")
     return options
 
 
@@ -195,10 +161,7 @@ def build(config: Mapping[str, Any], info: SceneInfo) -> CoMiX:
 def search_space(trial: optuna.Trial) -> dict[str, Any]:
     """Optimiser and decoder dropout around the paper's values (the calibrated architecture stays fixed)."""
     return {
-        "train": {
-            "lr": trial.suggest_float("lr", 1e-5, 1e-3, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-3, 5e-2, log=True),
-        },
+        "train": suggest_optimizer(trial, lr=(1e-5, 1e-3), weight_decay=(1e-3, 5e-2)),
         "model": {"decoder_dropout": trial.suggest_float("decoder_dropout", 0.0, 0.3)},
     }
 

@@ -17,64 +17,50 @@ The network lives in :mod:`.model` (imports torch), which ``build`` imports.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
-from bench_core import ConfigError, MethodSpec, SceneInfo, hookimpl
+from bench_core import MethodSpec, SceneInfo, hookimpl, model_options, option, suggest_optimizer
 
 if TYPE_CHECKING:
     import optuna
     from torch import nn
 
 NAME = "fusion-fcn"
-_DEFAULTS: dict[str, Any] = {"widths": [32, 32, 32], "pool_stride": 1}
 
 
-def validate_model(config: Mapping[str, Any]) -> dict[str, Any]:
+@dataclass(frozen=True)
+class FusionFCNOptions:
+    """``model.*`` of Fusion-FCN."""
+
+    widths: tuple[int, ...] = option(
+        (32, 32, 32), ge=1, length=3,
+        hint="the channels of the three conv layers per modality, e.g. [32, 32, 32]",
+    )
+    pool_stride: Literal[1, 2] = option(
+        1, expect="1 (maps keep the input size, as CoMiX describes Fusion-FCN) or 2 (each pool halves them)"
+    )
+
+
+def validate_model(config: Mapping[str, Any]) -> FusionFCNOptions:
     """The ``model`` config with defaults filled in; ConfigError for unknown keys or bad values."""
-    unknown = sorted(set(config) - set(_DEFAULTS))
-    if unknown:
-        raise ConfigError(
-            f"{NAME} model config: unknown key(s) {unknown}; expected some of {sorted(_DEFAULTS)}"
-        )
-    values = {**_DEFAULTS, **dict(config)}
-    widths = values["widths"]
-    if (
-        not isinstance(widths, Sequence)
-        or len(widths) != 3
-        or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in widths)
-    ):
-        raise ConfigError(
-            f"{NAME} model.widths = {widths!r}: expected three positive integers, the channels "
-            f"of the three conv layers per modality, e.g. [32, 32, 32]"
-        )
-    stride = values["pool_stride"]
-    if stride not in (1, 2):
-        raise ConfigError(
-            f"{NAME} model.pool_stride = {stride!r}: expected 1 (maps keep the input size, as "
-            f"CoMiX describes Fusion-FCN) or 2 (each pool halves them)"
-        )
-    return values
+    return model_options(FusionFCNOptions, config, method=NAME)
 
 
 def build(config: Mapping[str, Any], info: SceneInfo) -> nn.Module:
     """Build the network for the ``hsi`` and ``x`` bands in ``info`` and K classes."""
     from bench_plugins.methods.fusion_fcn.model import FusionFCN
 
-    values = validate_model(config)
-    return FusionFCN(
-        info.bands["hsi"], info.bands["x"], info.num_classes, values["widths"], values["pool_stride"]
-    )
+    options = validate_model(config)
+    return FusionFCN(info.bands["hsi"], info.bands["x"], info.num_classes, options.widths, options.pool_stride)
 
 
 def search_space(trial: optuna.Trial) -> dict[str, Any]:
     """Learning rate, weight decay and width."""
     width = trial.suggest_categorical("width", [16, 32, 64])
     return {
-        "train": {
-            "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
-        },
+        "train": suggest_optimizer(trial, lr=(1e-4, 1e-2), weight_decay=(1e-6, 1e-2)),
         "model": {"widths": [width, width, width]},
     }
 

@@ -32,10 +32,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
-from bench_core import ConfigError, MethodSpec, SceneInfo, hookimpl
+from bench_core import ConfigError, MethodSpec, SceneInfo, hookimpl, model_options, option, suggest_optimizer
 
 if TYPE_CHECKING:
     import optuna
@@ -44,10 +44,11 @@ if TYPE_CHECKING:
 
 NAME = "m3amba"
 CONCAT_NAME = "m3amba-concat"
-GUIDANCE = ("clip", "clip-random", "concat")
-CLIP_VARIANTS = ("code", "paper")
-GUIDE_STREAMS = ("skip", "compute")
-UNSUP_PIXELS = ("all", "labelled")
+Guidance = Literal["clip", "clip-random", "concat"]
+ClipVariant = Literal["code", "paper"]
+GuideStream = Literal["skip", "compute"]
+UnsupPixels = Literal["all", "labelled"]
+GUIDE_STREAMS: tuple[str, ...] = get_args(GuideStream)
 STAND_IN_TAG = "clip-random (STAND-IN: no pretrained CLIP weights)"
 CONCAT_TAG = "concat (paper ablation A: no CLIP)"
 IGNORE = -1
@@ -66,85 +67,49 @@ MISSING_WEIGHTS = (
 class M3ambaOptions:
     """``model.*`` of M3amba (defaults = the reference network and our documented choices)."""
 
-    dim: int = 384
-    depth: int = 9
-    d_state: int = 16
-    ssm_ratio: float = 2.0
-    dt_rank: int | str = "auto"
-    d_conv: int = 3
-    mlp_ratio: float = 4.0
-    drop_path: float = 0.1
-    guidance: str = "clip"
-    clip_weights: str | None = None
+    dim: int = option(384, ge=1)
+    depth: int = option(9, ge=1)
+    d_state: int = option(16, ge=1)
+    ssm_ratio: float = option(2.0, gt=0)
+    dt_rank: int | Literal["auto"] = option("auto", ge=1, hint="auto: ceil(dim/16)")
+    d_conv: int = option(3, ge=1, hint="an odd kernel size, 3")
+    mlp_ratio: float = option(4.0, gt=0)
+    drop_path: float = option(0.1, ge=0, lt=1)
+    guidance: Guidance = "clip"
+    clip_weights: str | None = option(None, hint="a file path")
     clip_sha256: str | None = None
     clip_arch: str | Mapping[str, Any] = "ViT-B-32"
-    clip_variant: str = "code"
-    clip_act: str = "quickgelu"
+    clip_variant: ClipVariant = "code"
+    clip_act: str = "quickgelu"  # choices: bench_core.ops.ACTIVATIONS, see from_mapping
     clip_normalize: bool = False
     clip_backprop: bool = True
-    adapter_ratio: float = 0.25
-    guide_stream: str = "skip"
-    lambda_sup: float = 1.0
-    lambda_unsup: float = 0.5
-    unsup_pixels: str = "all"
+    adapter_ratio: float = option(0.25, gt=0, le=1)
+    guide_stream: GuideStream = "skip"
+    lambda_sup: float = option(1.0, ge=0)
+    lambda_unsup: float = option(0.5, ge=0)
+    unsup_pixels: UnsupPixels = "all"
     unsup_stop_grad: bool = False
     checkpoint_blocks: bool = False
 
     @classmethod
     def from_mapping(cls, config: Mapping[str, Any]) -> M3ambaOptions:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(config) - known)
-        if unknown:
-            raise ConfigError(f"{NAME} model config: unknown key(s) {unknown}; expected some of {sorted(known)}")
-        options = cls(**dict(config))
-        options.validate()
-        return options
-
-    def validate(self) -> None:
-        """Raise ConfigError naming the first bad ``model.*`` value."""
+        """Options from ``model.*``; ConfigError naming the first bad key."""
         # CLIP's activation list and architecture parser live with the ViT (imports torch).
         from bench_core.ops import ACTIVATIONS, parse_clip_arch
 
-        for key in ("dim", "depth", "d_state", "d_conv"):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{NAME} model.{key} = {value!r}: expected a positive integer")
-        if self.d_conv % 2 == 0:
-            raise ConfigError(f"{NAME} model.d_conv = {self.d_conv}: expected an odd kernel size (3)")
-        if self.dt_rank != "auto" and (isinstance(self.dt_rank, bool) or not isinstance(self.dt_rank, int)
-                                       or self.dt_rank < 1):
-            raise ConfigError(f"{NAME} model.dt_rank = {self.dt_rank!r}: expected 'auto' (ceil(dim/16)) or a positive int")
-        for key, low, high in (("ssm_ratio", 0.0, math.inf), ("mlp_ratio", 0.0, math.inf),
-                               ("adapter_ratio", 0.0, 1.0)):
-            value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
-                raise ConfigError(f"{NAME} model.{key} = {value!r}: expected a number in ({low}, {high}]")
-        for key in ("drop_path", "lambda_sup", "lambda_unsup"):
-            value = getattr(self, key)
-            high = 1.0 if key == "drop_path" else math.inf
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < high:
-                raise ConfigError(f"{NAME} model.{key} = {value!r}: expected a number in [0, {high})")
-        choices = {"guidance": GUIDANCE, "clip_variant": CLIP_VARIANTS, "clip_act": ACTIVATIONS,
-                   "guide_stream": GUIDE_STREAMS, "unsup_pixels": UNSUP_PIXELS}
-        for key, allowed in choices.items():
-            if getattr(self, key) not in allowed:
-                raise ConfigError(f"{NAME} model.{key} = {getattr(self, key)!r}: expected one of {list(allowed)}")
-        for key in ("clip_normalize", "clip_backprop", "unsup_stop_grad", "checkpoint_blocks"):
-            if not isinstance(getattr(self, key), bool):
-                raise ConfigError(f"{NAME} model.{key} = {getattr(self, key)!r}: expected true or false")
-        if self.clip_weights is not None and not isinstance(self.clip_weights, str):
-            raise ConfigError(f"{NAME} model.clip_weights = {self.clip_weights!r}: expected a file path or null")
-        if self.clip_sha256 is not None and not (
-            isinstance(self.clip_sha256, str) and _SHA256_RE.match(self.clip_sha256.lower())
-        ):
-            raise ConfigError(f"{NAME} model.clip_sha256 = {self.clip_sha256!r}: expected 64 hex digits or null")
-        if self.guidance != "clip" and self.clip_weights is not None:
+        options = model_options(cls, config, method=NAME, choices={"clip_act": ACTIVATIONS})
+        if options.d_conv % 2 == 0:
+            raise ConfigError(f"{NAME} model.d_conv = {options.d_conv}: expected an odd kernel size (3)")
+        if options.clip_sha256 is not None and not _SHA256_RE.match(options.clip_sha256.lower()):
+            raise ConfigError(f"{NAME} model.clip_sha256 = {options.clip_sha256!r}: expected 64 hex digits or null")
+        if options.guidance != "clip" and options.clip_weights is not None:
             raise ConfigError(
-                f"{NAME} model.clip_weights is set but model.guidance = {self.guidance!r}; use "
+                f"{NAME} model.clip_weights is set but model.guidance = {options.guidance!r}; use "
                 f"model.guidance=clip to load the weights"
             )
-        if self.guidance == "clip-random":
-            parse_clip_arch(self.clip_arch)
+        if options.guidance == "clip-random":
+            parse_clip_arch(options.clip_arch)
+        return options
 
     @property
     def uses_clip(self) -> bool:
@@ -196,10 +161,7 @@ def build_concat(config: Mapping[str, Any], info: SceneInfo) -> M3amba:
 def search_space(trial: optuna.Trial) -> dict[str, Any]:
     """Optimiser, unsupervised weight and stochastic depth around the paper's values (architecture fixed)."""
     return {
-        "train": {
-            "lr": trial.suggest_float("lr", 3e-5, 3e-4, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-4, 1e-2, log=True),
-        },
+        "train": suggest_optimizer(trial, lr=(3e-5, 3e-4), weight_decay=(1e-4, 1e-2)),
         "model": {
             "lambda_unsup": trial.suggest_float("lambda_unsup", 0.05, 1.0),
             "drop_path": trial.suggest_float("drop_path", 0.0, 0.3),

@@ -33,30 +33,29 @@ This package registers the method without importing torch; the network lives in
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from bench_core import ConfigError, MethodSpec, SceneInfo, hookimpl
+from bench_core import ConfigError, MethodSpec, SceneInfo, hookimpl, model_options, option, suggest_optimizer
 
 if TYPE_CHECKING:
     import optuna
     from torch import nn
 
 NAME = "mft"
-_DEFAULTS: dict[str, Any] = {
-    "dim": 64,
-    "heads": 8,
-    "hsi_tokens": 4,
-    "depth": 2,
-    "mlp_hidden": 512,
-    "dropout": 0.1,
-    "spectral_kernel": 9,
-}
 
 
-def _positive_int(key: str, value: Any, hint: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ConfigError(f"{NAME} model.{key} = {value!r}: expected a positive integer ({hint})")
-    return value
+@dataclass(frozen=True)
+class MFTOptions:
+    """``model.*`` of MFT (defaults = the paper's architecture)."""
+
+    dim: int = option(64, ge=1, hint="token width, 64 in the paper")
+    heads: int = option(8, ge=1, hint="attention heads, 8 in the paper")
+    hsi_tokens: int = option(4, ge=1, hint="HSI tokens, 4 in the paper")
+    depth: int = option(2, ge=1, hint="encoder blocks, 2 in the paper")
+    mlp_hidden: int = option(512, ge=1, hint="MLP hidden width, 512 in the paper")
+    dropout: float = option(0.1, ge=0, lt=1, hint="0.1 in the paper")
+    spectral_kernel: int = option(9, ge=1, hint="band extent of the Conv3d kernel, 9 in the paper")
 
 
 def hetconv_groups(in_channels: int, dim: int) -> int:
@@ -76,31 +75,15 @@ def hetconv_groups(in_channels: int, dim: int) -> int:
     return groups
 
 
-def _resolve(config: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(config) - set(_DEFAULTS))
-    if unknown:
+def validate_model(config: Mapping[str, Any]) -> MFTOptions:
+    """The ``model`` config with defaults filled in; ConfigError for unknown keys or bad values."""
+    options = model_options(MFTOptions, config, method=NAME)
+    if options.dim % options.heads:
         raise ConfigError(
-            f"{NAME} model config: unknown key(s) {unknown}; expected some of {sorted(_DEFAULTS)}"
+            f"{NAME} model.dim = {options.dim} is not divisible by model.heads = "
+            f"{options.heads}; expected dim = heads * head width (64 = 8 * 8 in the paper)"
         )
-    values = {**_DEFAULTS, **dict(config)}
-    for key, hint in (
-        ("dim", "token width, 64 in the paper"),
-        ("heads", "attention heads, 8 in the paper"),
-        ("hsi_tokens", "HSI tokens, 4 in the paper"),
-        ("depth", "encoder blocks, 2 in the paper"),
-        ("mlp_hidden", "MLP hidden width, 512 in the paper"),
-        ("spectral_kernel", "band extent of the Conv3d kernel, 9 in the paper"),
-    ):
-        _positive_int(key, values[key], hint)
-    if values["dim"] % values["heads"]:
-        raise ConfigError(
-            f"{NAME} model.dim = {values['dim']} is not divisible by model.heads = "
-            f"{values['heads']}; expected dim = heads * head width (64 = 8 * 8 in the paper)"
-        )
-    dropout = values["dropout"]
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"{NAME} model.dropout = {dropout!r}: expected 0 <= dropout < 1 (0.1 in the paper)")
-    return values
+    return options
 
 
 def build(config: Mapping[str, Any], info: SceneInfo) -> nn.Module:
@@ -111,20 +94,20 @@ def build(config: Mapping[str, Any], info: SceneInfo) -> nn.Module:
     """
     from bench_plugins.methods.mft.model import MFT, SPECTRAL_MAPS
 
-    values = _resolve(config)
+    options = validate_model(config)
     hsi_bands = int(info.bands["hsi"])
-    kernel = min(values["spectral_kernel"], hsi_bands)
-    groups = hetconv_groups(SPECTRAL_MAPS * (hsi_bands - kernel + 1), values["dim"])
+    kernel = min(options.spectral_kernel, hsi_bands)
+    groups = hetconv_groups(SPECTRAL_MAPS * (hsi_bands - kernel + 1), options.dim)
     return MFT(
         hsi_bands=hsi_bands,
         x_bands=int(info.bands["x"]),
         num_classes=info.num_classes,
-        dim=values["dim"],
-        heads=values["heads"],
-        hsi_tokens=values["hsi_tokens"],
-        depth=values["depth"],
-        mlp_hidden=values["mlp_hidden"],
-        dropout=float(values["dropout"]),
+        dim=options.dim,
+        heads=options.heads,
+        hsi_tokens=options.hsi_tokens,
+        depth=options.depth,
+        mlp_hidden=options.mlp_hidden,
+        dropout=float(options.dropout),
         kernel=kernel,
         groups=groups,
     )
@@ -133,10 +116,7 @@ def build(config: Mapping[str, Any], info: SceneInfo) -> nn.Module:
 def search_space(trial: optuna.Trial) -> dict[str, Any]:
     """Learning rate, weight decay and dropout around the paper's values (architecture fixed)."""
     return {
-        "train": {
-            "lr": trial.suggest_float("lr", 1e-4, 3e-3, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-5, 1e-2, log=True),
-        },
+        "train": suggest_optimizer(trial, lr=(1e-4, 3e-3), weight_decay=(1e-5, 1e-2)),
         "model": {"dropout": trial.suggest_float("dropout", 0.0, 0.3)},
     }
 
@@ -163,7 +143,7 @@ def method_spec() -> MethodSpec:
                     "patch_size": 11,
                     "restore_best": True,
                 },
-                "model": dict(_DEFAULTS),
+                "model": asdict(MFTOptions()),
             },
             "fast": {
                 "train": {
@@ -183,11 +163,11 @@ def method_spec() -> MethodSpec:
                     # is then the first one at 100 %, long before training is done.
                     "restore_best": False,
                 },
-                "model": dict(_DEFAULTS),
+                "model": asdict(MFTOptions()),
             },
         },
         search_space=search_space,
-        validate_model=_resolve,
+        validate_model=validate_model,
         deterministic=True,
         paper=(
             "Roy, Deria, Hong, Rasti, Plaza, Chanussot, 'Multimodal Fusion Transformer for "

@@ -61,9 +61,10 @@ This package registers the methods without importing torch; the network lives in
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, Literal
 
-from bench_core import ConfigError, MethodSpec, SceneInfo, hookimpl
+from bench_core import ConfigError, MethodSpec, SceneInfo, hookimpl, model_options, option, suggest_optimizer
 
 if TYPE_CHECKING:
     import optuna
@@ -72,62 +73,43 @@ if TYPE_CHECKING:
 NAME = "s2mamba"
 FUSED_NAME = "s2mamba-fused"
 BIDIR_NAME = "s2mamba-bidir"
-X_INPUTS = ("none", "concat")
-SPECTRAL_REVERSE = ("reference", "sequence")
+XInput = Literal["none", "concat"]
+SpectralReverse = Literal["reference", "sequence"]
 # The registered names and the (x_input, spectral_reverse) each one fixes.
 VARIANTS: dict[str, tuple[str, str]] = {
     NAME: ("none", "reference"),
     FUSED_NAME: ("concat", "reference"),
     BIDIR_NAME: ("none", "sequence"),
 }
-_DEFAULTS: dict[str, Any] = {
-    "dim": 64,
-    "d_state": 16,
-    "expand": 2,
-    "dropout": 0.1,
-    "gate_threshold": 0.1,
-    "x_input": "none",
-    "spectral_reverse": "reference",
-}
 
 
-def _resolve(config: Mapping[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(config) - set(_DEFAULTS))
-    if unknown:
-        raise ConfigError(
-            f"{NAME} model config: unknown key(s) {unknown}; expected some of {sorted(_DEFAULTS)}"
-        )
-    values = {**_DEFAULTS, **dict(config)}
-    for key, hint in (("dim", "embedding width, 64 in the paper"), ("d_state", "SSM state size, 16"),
-                      ("expand", "inner width = expand * dim, 2")):
-        value = values[key]
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ConfigError(f"{NAME} model.{key} = {value!r}: expected a positive integer ({hint})")
-    for key, low, high in (("dropout", 0.0, 1.0), ("gate_threshold", 0.0, 0.5)):
-        value = values[key]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value < high:
-            raise ConfigError(
-                f"{NAME} model.{key} = {value!r}: expected a number in [{low}, {high}) "
-                f"(the reference uses {_DEFAULTS[key]})"
-            )
-    if values["x_input"] not in X_INPUTS:
-        raise ConfigError(
-            f"{NAME} model.x_input = {values['x_input']!r}: expected 'none' (HSI only, as the "
-            f"reference) or 'concat' (X bands stacked after the HSI bands)"
-        )
-    if values["spectral_reverse"] not in SPECTRAL_REVERSE:
-        raise ConfigError(
-            f"{NAME} model.spectral_reverse = {values['spectral_reverse']!r}: expected 'reference' "
-            f"(the reference code's behaviour) or 'sequence' (true reversed scan, as the paper describes)"
-        )
-    return values
+@dataclass(frozen=True)
+class S2MambaOptions:
+    """``model.*`` of S2Mamba (defaults = the reference's Houston settings, the ``s2mamba`` variant)."""
+
+    dim: int = option(64, ge=1, hint="embedding width, 64 in the paper")
+    d_state: int = option(16, ge=1, hint="SSM state size, 16")
+    expand: int = option(2, ge=1, hint="inner width = expand * dim, 2")
+    dropout: float = option(0.1, ge=0, lt=1, hint="the reference uses 0.1")
+    gate_threshold: float = option(0.1, ge=0, lt=0.5, hint="the reference uses 0.1")
+    x_input: XInput = option(
+        "none", hint="'none': HSI only, as the reference; 'concat': X bands stacked after the HSI bands"
+    )
+    spectral_reverse: SpectralReverse = option(
+        "reference",
+        hint="'reference': the reference code's behaviour; 'sequence': true reversed scan, as the paper describes",
+    )
 
 
-def input_bands(config: Mapping[str, Any], info: SceneInfo) -> int:
+def validate_model(config: Mapping[str, Any]) -> S2MambaOptions:
+    """The ``model`` config with defaults filled in; ConfigError for unknown keys or bad values."""
+    return model_options(S2MambaOptions, config, method=NAME)
+
+
+def input_bands(options: S2MambaOptions, info: SceneInfo) -> int:
     """Bands the embedding sees: the HSI bands, plus the X bands when ``x_input`` is ``"concat"``."""
-    values = _resolve(config)
     hsi = int(info.bands["hsi"])
-    if values["x_input"] == "none":
+    if options.x_input == "none":
         return hsi
     if "x" not in info.bands:
         raise ConfigError(
@@ -142,28 +124,25 @@ def build(config: Mapping[str, Any], info: SceneInfo) -> nn.Module:
     """Build S2Mamba for ``info``'s bands (see ``model.x_input``), patch size and K classes."""
     from bench_plugins.methods.s2mamba.model import S2Mamba
 
-    values = _resolve(config)
+    options = validate_model(config)
     return S2Mamba(
-        bands=input_bands(values, info),
+        bands=input_bands(options, info),
         num_classes=info.num_classes,
         patch=int(info.patch_size),
-        dim=values["dim"],
-        d_state=values["d_state"],
-        expand=values["expand"],
-        dropout=float(values["dropout"]),
-        gate_threshold=float(values["gate_threshold"]),
-        true_reverse=values["spectral_reverse"] == "sequence",
-        concat_x=values["x_input"] == "concat",
+        dim=options.dim,
+        d_state=options.d_state,
+        expand=options.expand,
+        dropout=float(options.dropout),
+        gate_threshold=float(options.gate_threshold),
+        true_reverse=options.spectral_reverse == "sequence",
+        concat_x=options.x_input == "concat",
     )
 
 
 def search_space(trial: optuna.Trial) -> dict[str, Any]:
     """Learning rate, weight decay and dropout over the ranges of the reference's README commands."""
     return {
-        "train": {
-            "lr": trial.suggest_float("lr", 5e-5, 1e-3, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-4, 5e-2, log=True),
-        },
+        "train": suggest_optimizer(trial, lr=(5e-5, 1e-3), weight_decay=(1e-4, 5e-2)),
         "model": {"dropout": trial.suggest_float("dropout", 0.0, 0.4)},
     }
 
@@ -225,7 +204,7 @@ def method_spec(name: str = NAME) -> MethodSpec:
     if name not in VARIANTS:
         raise ConfigError(f"{NAME}: no variant {name!r}; expected one of {sorted(VARIANTS)}")
     x_input, spectral_reverse = VARIANTS[name]
-    model = {**_DEFAULTS, "x_input": x_input, "spectral_reverse": spectral_reverse}
+    model = asdict(S2MambaOptions(x_input=x_input, spectral_reverse=spectral_reverse))
     return MethodSpec(
         name=name,
         build=build,
@@ -262,7 +241,7 @@ def method_spec(name: str = NAME) -> MethodSpec:
             },
         },
         search_space=search_space,
-        validate_model=_resolve,
+        validate_model=validate_model,
         deterministic=True,
         paper=(
             "Wang, Zhang, Peng, Zhang, Jia, Jiao, 'S2Mamba: A Spatial-spectral State Space Model "

@@ -12,70 +12,48 @@ The network lives in :mod:`.model` (imports torch), which ``build`` imports.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bench_core import ConfigError, MethodSpec, SceneInfo, hookimpl
+from bench_core import MethodSpec, SceneInfo, hookimpl, model_options, option, suggest_optimizer
 
 if TYPE_CHECKING:
     import optuna
     from torch import nn
 
 NAME = "two-branch-cnn"
-_DEFAULTS: dict[str, Any] = {
-    "spectral_width": 32,
-    "hsi_widths": [32, 64],
-    "x_widths": [16, 32],
-    "dropout": 0.0,
-}
+_WIDTHS_HINT = "channels of the successive 3x3 conv layers, e.g. [32, 64]"
 
 
-def _check_widths(key: str, value: Any) -> list[int]:
-    if (
-        not isinstance(value, Sequence)
-        or isinstance(value, str)
-        or not value
-        or not all(isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in value)
-    ):
-        raise ConfigError(
-            f"{NAME} model.{key} = {value!r}: expected a non-empty list of positive integers "
-            f"(channels of the successive 3x3 conv layers), e.g. [32, 64]"
-        )
-    return list(value)
+@dataclass(frozen=True)
+class TwoBranchCNNOptions:
+    """``model.*`` of the two-branch CNN."""
+
+    spectral_width: int = option(32, ge=1, hint="channels of the HSI branch's 1x1 spectral reduction")
+    hsi_widths: tuple[int, ...] = option((32, 64), ge=1, hint=_WIDTHS_HINT)
+    x_widths: tuple[int, ...] = option((16, 32), ge=1, hint=_WIDTHS_HINT)
+    dropout: float = option(0.0, ge=0, lt=1)
 
 
-def validate_model(config: Mapping[str, Any]) -> dict[str, Any]:
+def validate_model(config: Mapping[str, Any]) -> TwoBranchCNNOptions:
     """The ``model`` config with defaults filled in; ConfigError for unknown keys or bad values."""
-    unknown = sorted(set(config) - set(_DEFAULTS))
-    if unknown:
-        raise ConfigError(
-            f"{NAME} model config: unknown key(s) {unknown}; expected some of {sorted(_DEFAULTS)}"
-        )
-    values = {**_DEFAULTS, **dict(config)}
-    spectral = values["spectral_width"]
-    if not isinstance(spectral, int) or isinstance(spectral, bool) or spectral < 1:
-        raise ConfigError(f"{NAME} model.spectral_width = {spectral!r}: expected a positive integer")
-    values["hsi_widths"] = _check_widths("hsi_widths", values["hsi_widths"])
-    values["x_widths"] = _check_widths("x_widths", values["x_widths"])
-    dropout = values["dropout"]
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ConfigError(f"{NAME} model.dropout = {dropout!r}: expected a number with 0 <= dropout < 1")
-    return values
+    return model_options(TwoBranchCNNOptions, config, method=NAME)
 
 
 def build(config: Mapping[str, Any], info: SceneInfo) -> nn.Module:
     """Build the network for ``info.bands["hsi"]`` + ``info.bands["x"]`` inputs and K classes."""
     from bench_plugins.methods.two_branch_cnn.model import TwoBranchCNN
 
-    values = validate_model(config)
+    options = validate_model(config)
     return TwoBranchCNN(
         hsi_bands=info.bands["hsi"],
         x_bands=info.bands["x"],
         num_classes=info.num_classes,
-        spectral_width=values["spectral_width"],
-        hsi_widths=values["hsi_widths"],
-        x_widths=values["x_widths"],
-        dropout=float(values["dropout"]),
+        spectral_width=options.spectral_width,
+        hsi_widths=options.hsi_widths,
+        x_widths=options.x_widths,
+        dropout=float(options.dropout),
     )
 
 
@@ -83,10 +61,7 @@ def search_space(trial: optuna.Trial) -> dict[str, Any]:
     """Learning rate, weight decay, width and dropout."""
     width = trial.suggest_categorical("width", [16, 32, 64])
     return {
-        "train": {
-            "lr": trial.suggest_float("lr", 1e-4, 1e-2, log=True),
-            "weight_decay": trial.suggest_float("weight_decay", 1e-6, 1e-2, log=True),
-        },
+        "train": suggest_optimizer(trial, lr=(1e-4, 1e-2), weight_decay=(1e-6, 1e-2)),
         "model": {
             "spectral_width": width,
             "hsi_widths": [width, 2 * width],
