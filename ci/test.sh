@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # README quick start, command 2: set up and run the tests. CI runs exactly this (ci/run.sh).
 # A virtualenv (.venv, or $BENCH_VENV; created when missing), the README's install, then the
-# lint step and pytest; arguments go to pytest (bash ci/test.sh -m "not slow" for the fast loop).
+# lint step and pytest on every core; arguments go to pytest (bash ci/test.sh -m "not slow" for the fast loop).
 # Exit status: pytest's, or 1 when only the lint step failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,9 +31,16 @@ vermin --quiet --no-tips --violations --eval-annotations --exclude long -t=3.10-
 
 echo "== tests (README: Test)"
 export HF_HUB_OFFLINE=1 MPLBACKEND=Agg PYTHONUNBUFFERED=1
+# On every core (pytest-xdist, docs/testing.md): one worker per core, each test module on one
+# worker (its module fixtures are built once; every Ray test is in one module), torch on one
+# thread per worker so the workers do not spin against each other. BENCH_TEST_WORKERS=0: one process.
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+workers="${BENCH_TEST_WORKERS:-auto}"
+xdist=(-n "$workers" --dist loadfile)
+[ "$workers" != 0 ] || xdist=()
 start=$(date +%s)
 set +e
-pytest "$@"
+pytest "${xdist[@]}" "$@"
 status=$?
 set -e
 echo "tests took $(( $(date +%s) - start )) s (exit $status)"

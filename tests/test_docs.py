@@ -65,7 +65,9 @@ def test_readme_quick_start_is_the_scripts_ci_runs() -> None:
     assert '\npip install torch==2.13.0\npip install -e ".[test]"\n' in test
     assert "\npip install torch==2.13.0\npip install -e .\n" in quickstart
     assert "\nbench run\n" in quickstart
-    assert "\nruff check . " in test and '\npytest "$@"\n' in test
+    assert "\nruff check . " in test and '\npytest "${xdist[@]}" "$@"\n' in test
+    # ... on every core, as the README says CI runs it
+    assert 'xdist=(-n "$workers" --dist loadfile)' in test and "pytest -n auto --dist loadfile" in README
     assert "`ruff check .`" in README and 'pytest -m "not slow"' in README
 
 

@@ -6,6 +6,7 @@ import ast
 import functools
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 
 from tests.conftest import REPO
@@ -34,6 +35,7 @@ def _calls(name: str) -> list[tuple[Path, ast.Call]]:
     return found
 
 
+@pytest.mark.slow
 def test_property_tests_are_derandomized() -> None:
     """tests/conftest.py loads a profile that fixes the examples; no test opts out of it."""
     assert settings.default.derandomize is True, "tests/conftest.py must load the derandomized 'bench' profile"

@@ -25,6 +25,8 @@ pytestmark = pytest.mark.slow
 # A cell that trains long enough to be caught RUNNING (each epoch logs metrics), yet finishes
 # in well under a minute on one CPU thread when it is left alone.
 SLOW_CELL = ["--plugins", "two-branch-cnn", "--profile", "fast", "--set", "train.epochs=200"]
+# Long enough to be caught RUNNING (an epoch takes about 0.2 s), short enough to run again to the end.
+LOST_CELL = ["--plugins", "two-branch-cnn", "--profile", "fast", "--set", "train.epochs=40"]
 QUICK_CELL = ["--plugins", "two-branch-cnn", "--profile", "fast", "--set", "train.epochs=1"]
 
 
@@ -96,7 +98,7 @@ def test_sigterm_kills_the_running_cell_and_starts_no_other(tmp_path: Path, benc
 
 def test_sigkill_leaves_a_lost_run_that_the_next_run_fails_and_reruns(tmp_path: Path, bench_exe: str) -> None:
     home, log = tmp_path / "home", tmp_path / "run.log"
-    proc = _start(bench_exe, ["run", *SLOW_CELL], home, log)
+    proc = _start(bench_exe, ["run", *LOST_CELL], home, log)
     try:
         lost_id = _wait_training(proc, home, log)
         proc.send_signal(signal.SIGKILL)
@@ -106,7 +108,7 @@ def test_sigkill_leaves_a_lost_run_that_the_next_run_fails_and_reruns(tmp_path: 
     (lost,) = _runs(home)
     assert lost.info.status == "RUNNING"  # nobody could close it
     assert lost.data.tags["bench.pid"] == str(proc.pid)
-    again = subprocess.run([bench_exe, "run", *SLOW_CELL], env=_env(home), cwd=tmp_path,
+    again = subprocess.run([bench_exe, "run", *LOST_CELL], env=_env(home), cwd=tmp_path,
                            capture_output=True, text=True, timeout=300, check=False)
     assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
     reason = f"process lost (host {socket.gethostname()}, pid {proc.pid})"

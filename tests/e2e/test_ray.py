@@ -6,24 +6,31 @@
   The same command again runs nothing.
 * A task that raises (a cell whose key the worker computes differently) fails that cell only.
 * SIGINT (Ctrl-C) on the driver cancels the grid: the running cells' runs end KILLED.
+* ``bench tune --jobs 2`` on a private local Ray instance, and on the cluster with a PostgreSQL study.
 
 The cluster is started by the test (``ray start --block`` in new sessions, stopped by their
-process groups) and shared by the tests of this module.
+process groups) and shared by the tests of this module. Every test that starts Ray lives in this
+module: ``pytest -n 2 --dist loadfile`` (ci/test.sh) runs a module on one worker, and two Ray
+instances on one host at once clash. The local-instance test comes first, before the cluster
+fixture starts (pytest runs a module's tests in file order).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -50,6 +57,32 @@ def grid_keys() -> set[str]:
     return {c.key for c in expand_grid(load_plugins(), request)}
 
 
+def test_tune_with_two_jobs_shares_one_study_across_ray_tasks(capsys: pytest.CaptureFixture[str]) -> None:
+    """``bench tune --jobs 2`` without --address: two tasks on a private local Ray instance, one study."""
+    import numpy as np
+    import optuna
+
+    from bench_core.cli import main
+    from bench_core.tuning import ATTR_PARENT_RUN, TAG_PARENT, default_storage_url
+
+    code = main(["tune", "--plugin", "svm", "--dataset", "synthetic", "--trials", "4", "--jobs", "2"])
+    assert code == 0, capsys.readouterr().err
+    study = optuna.load_study(study_name="tune/svm.fast/synthetic/official", storage=default_storage_url())
+    finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert 4 <= len(finished) <= 5  # each Ray task checks the budget before its next trial
+    assert len(study.trials) == len(finished)
+    tracker = MLflowTracker(None, "bench-tune")
+    parent_id = study.user_attrs[ATTR_PARENT_RUN]
+    children = [r for r in tracker.runs() if r.info.run_id != parent_id]
+    assert len(children) == len(finished)
+    assert {r.data.tags[TAG_PARENT] for r in children} == {parent_id}
+    workers = {r.data.tags["bench.worker"].rsplit(":", 1)[1] for r in children}
+    assert str(os.getpid()) not in workers  # the trials ran in the Ray worker processes
+    params = [(t.params["C"], t.params["gamma"]) for t in finished]
+    assert len(set(params)) == len(params)  # the tasks sampled different points
+    assert np.isfinite([t.value for t in finished]).all()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -68,9 +101,10 @@ def _stop(procs: list[subprocess.Popen[str]]) -> None:
     for proc in reversed(procs):  # the node first, then the head
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)  # `ray start --block` stops what it started
+    deadline = time.monotonic() + 10  # for both together: they stop at the same time
     for proc in reversed(procs):
         try:
-            proc.wait(timeout=10)
+            proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
             pass
         try:
@@ -80,34 +114,45 @@ def _stop(procs: list[subprocess.Popen[str]]) -> None:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def ray_cluster() -> Iterator[str]:
     """``127.0.0.1:PORT`` of a two-node Ray cluster (1 CPU each) on this machine."""
     port = _free_port()
-    temp = tmp_path_factory.mktemp("ray")
+    # A short folder: Ray's AF_UNIX socket paths under it must stay within 107 bytes, which a
+    # pytest-xdist worker's tmp_path (/tmp/pytest-of-USER/pytest-N/popen-gwK/...) can exceed.
+    temp = Path(tempfile.mkdtemp(prefix="bench-ray-"))
     env = subprocess_env(**ENV)
     common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--num-gpus", "0", "--block",
               "--disable-usage-stats"]
     procs: list[subprocess.Popen[str]] = []
     address = f"127.0.0.1:{port}"
+    logs = [open(temp / name, "w") for name in ("head.log", "node.log")]  # what `ray start` says, for a failure
     try:
         procs.append(subprocess.Popen(
             [RAY, "start", "--head", "--port", str(port), "--include-dashboard", "false", "--temp-dir", str(temp),
-             *common], env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+             *common], env=env, start_new_session=True, stdout=logs[0], stderr=subprocess.STDOUT, text=True,
         ))
         end = time.monotonic() + 120
         while _alive_nodes(address) < 1:
-            assert time.monotonic() < end and procs[0].poll() is None, "the Ray head did not start"
+            assert time.monotonic() < end and procs[0].poll() is None, f"the Ray head did not start:\n{_tail(logs[0])}"
             time.sleep(1)
         procs.append(subprocess.Popen(
             [RAY, "start", "--address", address, *common], env=env, start_new_session=True,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True,
+            stdout=logs[1], stderr=subprocess.STDOUT, text=True,
         ))
         while _alive_nodes(address) < 2:
-            assert time.monotonic() < end and procs[1].poll() is None, "the second Ray node did not join"
+            assert time.monotonic() < end and procs[1].poll() is None, f"the second Ray node did not join:\n{_tail(logs[1])}"
             time.sleep(1)
         yield address
     finally:
         _stop(procs)
+        for log in logs:
+            log.close()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def _tail(log: IO[str], lines: int = 30) -> str:
+    log.flush()
+    return "\n".join(Path(log.name).read_text(errors="replace").splitlines()[-lines:])
 
 
 def _bench(bench_exe: str, *args: str) -> subprocess.Popen[str]:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
-import numpy as np
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -91,25 +89,6 @@ def test_tune_two_branch_cnn_8_trials_nested_in_mlflow_then_run_the_best(
     assert cell.data.tags["bench.config_from_study"] == CNN_STUDY
     assert cell.data.tags["bench.config_from_trial"] == str(best.number)
     assert opened == ["open_test"]  # the benchmark run opens it, once
-
-
-def test_tune_with_two_jobs_shares_one_study_across_ray_tasks(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["tune", "--plugin", "svm", "--dataset", "synthetic", "--trials", "4", "--jobs", "2"])
-    assert code == 0, capsys.readouterr().err
-    s = study(SVM_STUDY)
-    finished = [t for t in s.trials if t.state == TrialState.COMPLETE]
-    assert 4 <= len(finished) <= 5  # each Ray task checks the budget before its next trial
-    assert len(s.trials) == len(finished)
-    tracker = MLflowTracker(None, "bench-tune")
-    parent_id = s.user_attrs[ATTR_PARENT_RUN]
-    children = [r for r in tracker.runs() if r.info.run_id != parent_id]
-    assert len(children) == len(finished)
-    assert {r.data.tags[TAG_PARENT] for r in children} == {parent_id}
-    workers = {r.data.tags["bench.worker"].rsplit(":", 1)[1] for r in children}
-    assert str(os.getpid()) not in workers  # the trials ran in the Ray worker processes
-    params = [(t.params["C"], t.params["gamma"]) for t in finished]
-    assert len(set(params)) == len(params)  # the tasks sampled different points
-    assert np.isfinite([t.value for t in finished]).all()
 
 
 def test_tune_errors_and_export(capsys: pytest.CaptureFixture[str]) -> None:

@@ -202,6 +202,7 @@ def test_dif_source_on_the_fly_ignores_a_given_map() -> None:
 # --------------------------------------------------------------------------- training
 
 
+@pytest.mark.slow
 def test_training_samples_the_cached_map_and_logs_the_temperature(tmp_path: Path) -> None:
     spec = bdgf.method_spec()
     config = spec.resolve("fast", {"model": TINY, "train": {"epochs": 2, "steps_per_epoch": 2, "batch_size": 8}})

@@ -71,7 +71,7 @@ def _assert_matches_sklearn(y_true: np.ndarray, y_pred: np.ndarray, k: int) -> S
 def test_random_cases_match_sklearn_including_absent_and_predicted_only_classes() -> None:
     rng = np.random.default_rng(20240611)
     saw_absent = saw_predicted_only = 0
-    for _ in range(300):
+    for _ in range(100):  # each sklearn reference costs about 0.1 s
         k = int(rng.integers(2, 12))
         n = int(rng.integers(1, 400))
         # Draw true labels from a random subset of classes so some are absent from the test set.
@@ -85,11 +85,11 @@ def test_random_cases_match_sklearn_including_absent_and_predicted_only_classes(
         saw_predicted_only += bool(absent & set(y_pred.tolist()))
         _assert_matches_sklearn(y_true, y_pred, k)
     # The seeded draw must really exercise both conventions.
-    assert saw_absent > 50 and saw_predicted_only > 50
+    assert saw_absent > 30 and saw_predicted_only > 30
 
 
 @pytest.mark.slow
-@settings(max_examples=150, derandomize=True, deadline=None)
+@settings(max_examples=60, derandomize=True, deadline=None)
 @given(
     st.integers(1, 8).flatmap(
         lambda k: st.tuples(

@@ -122,6 +122,7 @@ def _fit(kind: str, seed: int = 0, data: TrainData | None = None, spec: MethodSp
 # --------------------------------------------------------------------------- learning
 
 
+@pytest.mark.slow
 def test_patch_training_reduces_loss_and_fits_the_toy_problem() -> None:
     data = _data()
     trainer, model, result = _fit("patch", data=data, epochs=12, batch_size=16, lr=0.02)
@@ -136,6 +137,7 @@ def test_patch_training_reduces_loss_and_fits_the_toy_problem() -> None:
     assert result.steps == 12 * math.ceil(150 / 16)
 
 
+@pytest.mark.slow
 def test_dense_training_reduces_loss_and_fits_the_toy_problem() -> None:
     data = _data()
     trainer, model, result = _fit("dense", data=data, epochs=30, batch_size=4, lr=0.05, steps_per_epoch=3)

@@ -57,6 +57,7 @@ def _bench(bench_exe: str, *args: str, columns: int = 200) -> subprocess.Complet
                           env=subprocess_env(COLUMNS=str(columns)))
 
 
+@pytest.mark.slow
 def test_info_without_files_prints_the_card_and_where_to_get_them(tmp_path: Path, bench_exe: str) -> None:
     empty = tmp_path / "empty"
     empty.mkdir()

@@ -159,6 +159,7 @@ def test_parse_clip_arch_names_and_mappings() -> None:
 # ----------------------------------------------------------------------------- forward
 
 
+@pytest.mark.slow
 def test_forward_equals_openai_layout_with_torch_multihead_attention() -> None:
     oracle = _tiny_clip().visual
     ours = VisionTransformer.from_arch(TINY)
@@ -198,6 +199,7 @@ def test_adapters_and_skip_last() -> None:
     assert not torch.allclose(full, shorter)
 
 
+@pytest.mark.slow
 def test_flops_count_the_attention_matmuls() -> None:
     arch = KNOWN_ARCHS["ViT-B-32"]
     model = random_clip_visual(arch, device="meta")
