@@ -4,6 +4,7 @@ handling (no subprocesses here); the cell descriptions Ray tasks rebuild cells f
 from __future__ import annotations
 
 import json
+import shutil
 import types
 from pathlib import Path
 
@@ -101,9 +102,19 @@ def host():
     return load_plugins(only=["protocols", "synthetic"], extra={"constant": constant_plugin()})
 
 
+@pytest.fixture(scope="module")
+def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow SQLite file with its tables (the migrations take seconds), copied by each test."""
+    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    MLflowTracker(f"sqlite:///{path}", "store-template")  # the test's experiment is made in its copy
+    return path
+
+
 @pytest.fixture
-def tracker(tmp_path: Path) -> MLflowTracker:
-    return MLflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "tune-test")
+def tracker(tmp_path: Path, empty_mlflow_db: Path) -> MLflowTracker:
+    db = tmp_path / "mlflow.db"
+    shutil.copy(empty_mlflow_db, db)
+    return MLflowTracker(f"sqlite:///{db}", "tune-test")
 
 
 @pytest.fixture
