@@ -41,6 +41,20 @@ def _isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.fixture(scope="module")
+def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An initialised MLflow SQLite file, copied by each test (the table migrations take seconds).
+
+    Its only experiment is a placeholder: a test creates its own experiments in its copy, with
+    artifact folders beside that copy (not beside this shared file).
+    """
+    from bench_core.tracking import MLflowTracker
+
+    path = tmp_path_factory.mktemp("store") / "mlflow.db"
+    MLflowTracker(f"sqlite:///{path}", "store-template")
+    return path
+
+
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
     """torch on one thread for the test: two threads on a shared 2-core machine spin against

@@ -8,21 +8,6 @@ from pathlib import Path
 
 import pytest
 
-from bench_core.tracking import MLflowTracker
-
-
-@pytest.fixture(scope="module")
-def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An initialised MLflow SQLite file, copied by each test (the table migrations take seconds).
-
-    Its only experiment is a placeholder: a test's ``bench`` creates its own experiments in its
-    copy, with artifact folders beside that copy (not beside this shared file).
-    """
-    path = tmp_path_factory.mktemp("store") / "mlflow.db"
-    MLflowTracker(f"sqlite:///{path}", "store-template")
-    return path
-
-
 BENCH_ENV = ("BENCH_DATA_DIR", "BENCH_NORMALISATION")
 """Variables a test's ``bench`` runs without (a module adds its own with a ``bench_env`` fixture)."""
 

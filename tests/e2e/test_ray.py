@@ -10,7 +10,7 @@
 
 The cluster is started by the test (``ray start --block`` in new sessions, stopped by their
 process groups) and shared by the tests of this module. Every test that starts Ray lives in this
-module: ``pytest -n 2 --dist loadfile`` (ci/test.sh) runs a module on one worker, and two Ray
+module: ``pytest -n auto --dist loadfile`` (ci/test.sh) runs a module on one worker, and two Ray
 instances on one host at once clash. The local-instance test comes first, before the cluster
 fixture starts (pytest runs a module's tests in file order).
 """

@@ -102,18 +102,10 @@ def host():
     return load_plugins(only=["protocols", "synthetic"], extra={"constant": constant_plugin()})
 
 
-@pytest.fixture(scope="module")
-def empty_mlflow_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow SQLite file with its tables (the migrations take seconds), copied by each test."""
-    path = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
-    MLflowTracker(f"sqlite:///{path}", "store-template")  # the test's experiment is made in its copy
-    return path
-
-
 @pytest.fixture
-def tracker(tmp_path: Path, empty_mlflow_db: Path) -> MLflowTracker:
+def tracker(tmp_path: Path, empty_store: Path) -> MLflowTracker:
     db = tmp_path / "mlflow.db"
-    shutil.copy(empty_mlflow_db, db)
+    shutil.copy(empty_store, db)
     return MLflowTracker(f"sqlite:///{db}", "tune-test")
 
 
