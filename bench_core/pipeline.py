@@ -377,13 +377,18 @@ def score_validation(fitted: Fitted, cell: CellData) -> Scores:
 
 @dataclass(frozen=True)
 class TestEvaluation:
-    """The one evaluation on the test split."""
+    """The one evaluation on the test split.
+
+    ``scene_map`` is the whole-scene prediction (H, W) when the test prediction made one (a
+    dense method predicts the scene and picks the test pixels), else None.
+    """
 
     test_index: np.ndarray
     predicted: np.ndarray
     truth: np.ndarray
     scores: Scores
     time_infer_s: float
+    scene_map: np.ndarray | None = None
 
 
 def example_input(cell: CellData, device: torch.device, model: Any = None) -> dict[str, torch.Tensor]:
@@ -414,9 +419,15 @@ def evaluate_test(fitted: Fitted, cell: CellData, split: Split) -> TestEvaluatio
     if fitted.is_module:
         warm_up_inference(fitted.model, example_input(cell, trainer.device, fitted.model), trainer.device)
     test_index = split.open_test()
+    scene_map = None
     with Stopwatch(trainer.device) as clock:
-        predicted = trainer.predict(cell.spec, fitted.model, cell.config, cell.inputs, test_index,
-                                    where="test prediction", num_classes=cell.scene.num_classes)
+        if cell.spec.input_kind == "dense":  # the windows predict every pixel: keep the map for the artifacts
+            scene_map = trainer.predict_scene(cell.spec, fitted.model, cell.config, cell.inputs,
+                                              where="test prediction")
+            predicted = scene_map.reshape(-1)[test_index]
+        else:
+            predicted = trainer.predict(cell.spec, fitted.model, cell.config, cell.inputs, test_index,
+                                        where="test prediction", num_classes=cell.scene.num_classes)
     truth = np.asarray(cell.scene.labels).reshape(-1)[test_index] - 1
     if predicted.shape != truth.shape:
         raise ModelOutputError(
@@ -424,7 +435,7 @@ def evaluate_test(fitted: Fitted, cell: CellData, split: Split) -> TestEvaluatio
             f"expected one per test pixel"
         )
     scores = compute_scores(truth, predicted, cell.scene.num_classes)
-    return TestEvaluation(test_index, predicted, truth, scores, clock.elapsed)
+    return TestEvaluation(test_index, predicted, truth, scores, clock.elapsed, scene_map)
 
 
 def warm_up_inference(model: Any, example: Mapping[str, Any], device: Any) -> None:
@@ -562,8 +573,11 @@ def write_cell_artifacts(
             "fit": {"stop_reason": fit.stop_reason, "history": fit.history, "best_epoch": fit.best_epoch},
         },
     )
-    scene_map = fitted.trainer.predict_scene(cell.spec, fitted.model, cell.config, cell.inputs,
-                                             where="classification map prediction")
+    scene_map = test.scene_map
+    if scene_map is None:  # the scored test predictions fill their pixels: the map shows what was scored
+        scene_map = fitted.trainer.predict_scene(cell.spec, fitted.model, cell.config, cell.inputs,
+                                                 where="classification map prediction",
+                                                 known=(test.test_index, test.predicted))
     artifacts.plot_classification_map(
         out / "classification_map.png",
         scene_map,

@@ -15,23 +15,23 @@ TESTS = REPO / "tests"
 
 
 @functools.cache
-def _test_calls() -> tuple[tuple[Path, ast.Call], ...]:
-    """Every call in the test files, parsed once for all checks."""
-    return tuple(
-        (path, node)
-        for path in sorted(TESTS.rglob("*.py"))
-        for node in ast.walk(ast.parse(path.read_text(), str(path)))
-        if isinstance(node, ast.Call)
-    )
+def _parsed(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), str(path))
 
 
 def _calls(name: str) -> list[tuple[Path, ast.Call]]:
-    """Every call of ``name(...)`` or ``x.name(...)`` in the test files."""
+    """Every call of ``name(...)`` or ``x.name(...)`` in the test files (only files that
+    mention ``name`` are parsed)."""
     found = []
-    for path, call in _test_calls():
-        func = call.func
-        if (func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)) == name:
-            found.append((path, call))
+    for path in sorted(TESTS.rglob("*.py")):
+        if name not in path.read_text():
+            continue
+        for call in ast.walk(_parsed(path)):
+            if not isinstance(call, ast.Call):
+                continue
+            func = call.func
+            if (func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)) == name:
+                found.append((path, call))
     return found
 
 

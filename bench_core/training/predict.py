@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from bench_core.errors import MissingModalityError
+from bench_core.errors import MissingModalityError, SamplingError
 from bench_core.sampling import (
     ModelOutputError,
     PatchSampler,
@@ -164,29 +164,57 @@ class Predictor:
 
     def predict_scene(
         self, spec: MethodSpec, model: Any, config: ResolvedConfig, inputs: Mapping[str, np.ndarray],
-        *, where: str = "scene prediction",
+        *, where: str = "scene prediction", known: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> np.ndarray:
         """0-based predictions (H, W) int64 for every pixel (the classification map).
+
+        ``known = (flat index, predictions)``: pixels this model has already predicted (the
+        scored test pixels) keep those predictions, so the map shows exactly what was scored.
+        Pixel and patch methods predict only the other pixels; a dense method's windows cover
+        the whole scene anyway.
 
         Non-finite logits raise :class:`~bench_core.errors.NonFiniteOutputError` naming ``where``.
         """
         inputs = self._check_inputs(spec, inputs, model)
         first = next(iter(inputs.values()))
         height, width = int(first.shape[1]), int(first.shape[2])
-        if spec.input_kind != "dense":
-            every = np.arange(height * width)
-            return self.predict(spec, model, config, inputs, every, where=where).reshape(height, width)
-        size = spec.effective_patch_size(config.train)
-        with evaluating(model):
-            return sliding_window_predict(  # in strips when the scene is large
-                lambda x: logits_of(model(x), spec.name),
-                inputs,
-                size,
-                None,
-                batch_size=config.train.batch_size,  # what fits while training fits here
-                device=self.device,
-                check=lambda logits: check_finite_logits(logits, spec.name, where, pixel_dim=0),
-            )
+        known_index, known_predicted = _known_pixels(known, height * width)
+        if spec.input_kind == "dense":
+            with evaluating(model):
+                scene = sliding_window_predict(  # in strips when the scene is large
+                    lambda x: logits_of(model(x), spec.name),
+                    inputs,
+                    spec.effective_patch_size(config.train),
+                    None,
+                    batch_size=config.train.batch_size,  # what fits while training fits here
+                    device=self.device,
+                    check=lambda logits: check_finite_logits(logits, spec.name, where, pixel_dim=0),
+                ).reshape(-1)
+        else:
+            scene = np.full(height * width, -1, dtype=np.int64)
+            todo = np.ones(height * width, dtype=bool)
+            todo[known_index] = False
+            rest = np.flatnonzero(todo)
+            if rest.size:
+                scene[rest] = self.predict(spec, model, config, inputs, rest, where=where)
+        scene[known_index] = known_predicted
+        return scene.reshape(height, width)
+
+
+def _known_pixels(known: tuple[np.ndarray, np.ndarray] | None, n_pixels: int) -> tuple[np.ndarray, np.ndarray]:
+    """``predict_scene``'s ``known`` as (unique flat index, int64 predictions), checked."""
+    if known is None:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    index, predicted = known
+    flat = as_index(index, n_pixels).numpy()
+    predicted = np.asarray(predicted, dtype=np.int64).reshape(-1)
+    if predicted.shape != flat.shape:
+        raise SamplingError(
+            f"predict_scene(known=...): {predicted.size} predictions for {flat.size} pixels; "
+            f"expected one prediction per known pixel"
+        )
+    unique, first = np.unique(flat, return_index=True)
+    return unique, predicted[first]
 
 
 __all__ = ["PREDICT_CHUNK", "Predictor"]

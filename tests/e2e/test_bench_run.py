@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from mlflow.tracking import MlflowClient
 
 from bench_core import DatasetContext
 from bench_core.cli import main
@@ -32,6 +31,8 @@ CONTRACT_ARTIFACTS = {
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """Run the main job once for the whole module (it is the expensive part)."""
+    from mlflow.tracking import MlflowClient
+
     home = tmp_path_factory.mktemp("store")
     uri = f"sqlite:///{home / 'mlflow.db'}"
     with pytest.MonkeyPatch.context() as mp:

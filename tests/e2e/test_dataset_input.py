@@ -5,9 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import mlflow
 import pytest
-from mlflow.tracking import MlflowClient
 
 from bench_core import DatasetContext
 from bench_core.cli import main
@@ -19,13 +17,14 @@ pytestmark = pytest.mark.slow
 
 def test_a_run_logs_its_dataset_once_with_the_cell_key_digest(tmp_path: Path,
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from mlflow.tracking import MlflowClient
+
     monkeypatch.setenv("CI", "true")
     uri = f"sqlite:///{tmp_path / 'bench-home' / 'mlflow.db'}"
     assert main(["run", "--plugins", "svm", "--datasets", "synthetic", "--tracking-uri", uri]) == 0
     client = MlflowClient(tracking_uri=uri)
     (summary,) = client.search_runs([client.get_experiment_by_name("bench").experiment_id])
-    mlflow.set_tracking_uri(uri)
-    run = mlflow.get_run(summary.info.run_id)
+    run = client.get_run(summary.info.run_id)
     (logged,) = run.inputs.dataset_inputs  # once per run
     host = load_plugins()
     spec = host.datasets.get("synthetic")

@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
 from tests.conftest import subprocess_env
 
@@ -62,6 +61,8 @@ def _wait_training(proc: subprocess.Popen[bytes], home: Path, log: Path, timeout
 
 
 def _runs(home: Path) -> list:
+    from mlflow.tracking import MlflowClient
+
     client = MlflowClient(f"sqlite:///{home / 'mlflow.db'}")
     exp = client.get_experiment_by_name("bench")
     assert exp is not None
@@ -75,6 +76,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def test_sigterm_kills_the_running_cell_and_starts_no_other(tmp_path: Path, bench_exe: str) -> None:
+    from mlflow.tracking import MlflowClient
+
     home, log = tmp_path / "home", tmp_path / "run.log"
     proc = _start(bench_exe, ["run", *SLOW_CELL, "--seeds", "0,1"], home, log)
     try:

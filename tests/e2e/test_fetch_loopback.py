@@ -19,7 +19,6 @@ from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
 from bench_core.cli import main
 from bench_core.plugins import load_plugins
@@ -95,6 +94,8 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def test_fetch_then_run_all_methods_on_augsburg_and_berlin(
     tmp_path: Path, home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from mlflow.tracking import MlflowClient
+
     mirror = tmp_path / "mirror"
     mirror.mkdir()
     shas = _fakes(mirror)
@@ -139,6 +140,8 @@ def test_fetch_then_run_all_methods_on_augsburg_and_berlin(
 
 
 def test_run_on_a_missing_dataset_fails_its_cells_and_says_how_to_get_it(home: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
     download_url = load_plugins().datasets.get("augsburg").files[0].urls[0]
     uri = f"sqlite:///{home / 'mlflow.db'}"
     code = main(["run", "--plugins", "svm", "--datasets", "augsburg,synthetic", "--profile", "fast",

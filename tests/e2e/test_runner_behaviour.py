@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from mlflow.tracking import MlflowClient
 from torch import nn
 
 from bench_core import DatasetContext, MethodSpec, hookimpl, load_plugins
@@ -68,6 +67,8 @@ def runs_by_method(t: MLflowTracker) -> dict[str, list]:
 
 
 def test_a_plugin_whose_build_raises_fails_only_its_cells(tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
     def build(config, info):
         raise RuntimeError("boom: this method cannot be built")
 

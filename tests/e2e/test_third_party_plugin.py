@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from mlflow.tracking import MlflowClient
 
 from tests.conftest import REPO, subprocess_env
 
@@ -59,6 +58,8 @@ def test_installed_plugins_are_listed_with_distribution_and_errors(site: Path, t
 
 
 def test_third_party_method_runs_and_broken_plugin_fails_its_cells(site: Path, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = bench(site, "run", "--plugins", "example,broken", "--datasets", "synthetic",
                    "--tracking-uri", uri, cwd=tmp_path)

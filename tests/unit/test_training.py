@@ -568,6 +568,48 @@ def test_predict_on_empty_index() -> None:
     assert out.shape == (0,)
 
 
+@pytest.mark.parametrize("kind", ["patch", "pixel"])
+def test_scene_map_takes_known_predictions_and_predicts_only_the_other_pixels(
+        kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    data = _data()
+    spec = _spec(kind)
+    config = _config(spec, epochs=1, steps_per_epoch=1)
+    trainer, model, _ = _fit(kind, data=data, epochs=1, steps_per_epoch=1)
+    plain = trainer.predict_scene(spec, model, config, data.inputs)
+    known = np.array([7, 0, 200, 31])
+    marked = (plain.reshape(-1)[known] + 1) % K  # not what the model predicts: must show in the map
+    asked: list[np.ndarray] = []
+    predict = type(trainer).predict
+
+    def spy(self, spec, model, config, inputs, index, **kw):  # type: ignore[no-untyped-def]
+        asked.append(np.asarray(index))
+        return predict(self, spec, model, config, inputs, index, **kw)
+
+    monkeypatch.setattr(type(trainer), "predict", spy)
+    scene_map = trainer.predict_scene(spec, model, config, data.inputs, known=(known, marked))
+    expected = plain.reshape(-1).copy()
+    expected[known] = marked
+    np.testing.assert_array_equal(scene_map.reshape(-1), expected)
+    (index,) = asked
+    assert index.size == H * W - known.size and not np.isin(known, index).any()
+    with pytest.raises(SamplingError, match="3 predictions for 4 pixels"):
+        trainer.predict_scene(spec, model, config, data.inputs, known=(known, marked[:3]))
+
+
+def test_dense_scene_map_shows_the_known_predictions() -> None:
+    data = _data()
+    spec = _spec("dense")
+    config = _config(spec, epochs=1, steps_per_epoch=1)
+    trainer, model, _ = _fit("dense", data=data, epochs=1, steps_per_epoch=1)
+    plain = trainer.predict_scene(spec, model, config, data.inputs).reshape(-1)
+    known = np.array([5, 9, 5])  # a repeated pixel keeps its first prediction
+    marked = (plain[known] + 1) % K
+    expected = plain.copy()
+    expected[[5, 9]] = marked[:2]
+    again = trainer.predict_scene(spec, model, config, data.inputs, known=(known, marked))
+    np.testing.assert_array_equal(again.reshape(-1), expected)
+
+
 def test_build_places_the_module_on_the_trainer_device() -> None:
     trainer = Trainer(device="cpu", seed=0)
     spec = _spec("patch")
