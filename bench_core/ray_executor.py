@@ -47,6 +47,7 @@ from bench_core.runner import (
     GridRequest,
     Reporter,
     expand_grid,
+    method_overrides,
     plan_grid,
     run_cell,
 )
@@ -102,7 +103,7 @@ def cell_payload(cell: Cell, request: GridRequest) -> dict[str, Any]:
                 "val_fraction": cell.split.val_fraction,
                 "val_carve": cell.split.val_carve,
                 "seed": cell.seed,
-                "overrides": dict(request.overrides),
+                "overrides": method_overrides(request, cell.method),
                 "device": request.device,
             },
             default=list,
@@ -126,7 +127,9 @@ def rebuild_cell(
         plugins=[payload["method"]], datasets=[payload["dataset"]], splits=[payload["split"]],
         seeds=[int(payload["seed"])], profile=payload["profile"], val_fraction=float(payload["val_fraction"]),
         val_carve=str(payload.get("val_carve", "auto")),
-        overrides=payload.get("overrides") or {}, device=device or payload.get("device", "auto"), data_dir=data_dir,
+        # The cell's own overrides, for its method alone (the name can also select its plugin's other methods).
+        method_overrides={payload["method"]: payload.get("overrides") or {}},
+        device=device or payload.get("device", "auto"), data_dir=data_dir,
     )
     cells = [c for c in expand_grid(host, request) if c.method == payload["method"]]
     if not cells:

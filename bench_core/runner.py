@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import bench_core
 from bench_core.cells import Cell, CellResult
+from bench_core.config import deep_merge
 from bench_core.errors import ConfigError, DatasetError, RegistryError
 from bench_core.pipeline import (
     RunLifecycle,
@@ -62,6 +63,9 @@ class GridRequest:
     val_fraction: float = 0.1
     val_carve: str = "auto"
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    method_overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    """``{method: overrides}`` for that method's cells only, on top of ``overrides``
+    (``--set bdgf:model.ddpm_epochs=1``)."""
     rerun: bool = False
     device: str = "auto"
     data_dir: Path | None = None
@@ -75,6 +79,12 @@ def expand_grid(host: PluginHost, request: GridRequest) -> list[Cell]:
         raise RegistryError(
             f"--plugins {','.join(request.plugins)!r} matches no method; registered methods: "
             f"{host.methods.names() or 'none'} (`bench plugins` lists them)"
+        )
+    strays = sorted(set(request.method_overrides) - set(method_names))
+    if strays:
+        raise ConfigError(
+            f"--set {strays[0]}:...: method {strays[0]!r} is not in this grid (its methods: "
+            f"{', '.join(method_names) or 'none'}); fix the name or add the method to --plugins"
         )
     datasets = [host.datasets.get(d) for d in request.datasets]  # raises on unknown names
     splits = [SplitSpec.parse(s, request.val_fraction, request.val_carve) for s in request.splits]
@@ -93,7 +103,7 @@ def expand_grid(host: PluginHost, request: GridRequest) -> list[Cell]:
                     spec = host.methods.get(name)
                     plugin = host.methods.plugin_of(name)
                     info = host.plugins[plugin]
-                    config = spec.resolve(profile, request.overrides)
+                    config = spec.resolve(profile, method_overrides(request, name))
                     cells.append(
                         Cell(
                             method=name, profile=profile, dataset=dspec.name, split=split, seed=seed,
@@ -111,6 +121,11 @@ def expand_grid(host: PluginHost, request: GridRequest) -> list[Cell]:
                         )
                     )
     return cells
+
+
+def method_overrides(request: GridRequest, method: str) -> dict[str, Any]:
+    """The overrides of ``method``'s cells: the grid's, then the method's own on top."""
+    return deep_merge(request.overrides, request.method_overrides.get(method, {}))
 
 
 def _select_methods(host: PluginHost, patterns: Sequence[str]) -> list[str]:
@@ -529,21 +544,44 @@ def parse_overrides(items: Iterable[str]) -> dict[str, dict[str, Any]]:
     """``["train.epochs=3", "model.width=16"]`` -> ``{"train": {"epochs": 3}, "model": {"width": 16}}``."""
     out: dict[str, dict[str, Any]] = {}
     for item in items:
-        key, sep, raw = item.partition("=")
-        section, dot, name = key.partition(".")
-        if not sep or not dot or section not in ("train", "model") or not name:
-            raise ConfigError(
-                f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION 'train' or 'model', "
-                f"e.g. --set train.epochs=3"
-            )
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        target = out.setdefault(section, {})
-        parts = name.split(".")
-        for p in parts[:-1]:
-            target = target.setdefault(p, {})
-        target[parts[-1]] = value
+        _set_override(out, item, item)
     return out
 
+
+def parse_grid_overrides(items: Iterable[str]) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """``bench run --set``: ``SECTION.KEY=VALUE`` for every cell, ``METHOD:SECTION.KEY=VALUE`` for
+    that method's cells only. Returns (the grid's overrides, ``{method: its overrides}``)."""
+    common: dict[str, dict[str, Any]] = {}
+    per_method: dict[str, dict[str, Any]] = {}
+    for item in items:
+        method, colon, rest = item.partition("=")[0].partition(":")
+        if not colon:
+            _set_override(common, item, item)
+        elif not method or any(c in method for c in "*?[, "):
+            raise ConfigError(
+                f"--set {item!r}: expected METHOD:SECTION.KEY=VALUE with one method's name before "
+                f"the colon, e.g. --set bdgf:model.ddpm_epochs=1"
+            )
+        else:
+            _set_override(per_method.setdefault(method, {}), item[len(method) + 1:], item)
+    return common, per_method
+
+
+def _set_override(out: dict[str, Any], assignment: str, item: str) -> None:
+    """Put ``SECTION.KEY=VALUE`` (``item`` as the user wrote it, for the error) into ``out``."""
+    key, sep, raw = assignment.partition("=")
+    section, dot, name = key.partition(".")
+    if not sep or not dot or section not in ("train", "model") or not name:
+        raise ConfigError(
+            f"--set {item!r}: expected SECTION.KEY=VALUE with SECTION 'train' or 'model', "
+            f"e.g. --set train.epochs=3"
+        )
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    target = out.setdefault(section, {})
+    parts = name.split(".")
+    for p in parts[:-1]:
+        target = target.setdefault(p, {})
+    target[parts[-1]] = value

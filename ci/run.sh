@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Called by .ci/run on a clean clone: starts what the tests need from the machine (Debian's
-# chromium, a throwaway PostgreSQL), then runs ci/test.sh, the README's test command, in a fresh
-# virtualenv; then the whole suite again on Python 3.10, the declared minimum (docs/testing.md).
-# Exit status: ci/test.sh's, or the 3.10 job's when only that failed.
+# Called by .ci/run on a clean clone: runs the README's two quick-start commands, each in a fresh
+# virtualenv: ci/quickstart.sh (the main job at its defaults; ci/check_quickstart.py then checks
+# that every method beats chance), then, with what the tests need from the machine (Debian's
+# chromium, a throwaway PostgreSQL), ci/test.sh (lint and the whole suite); then the whole suite
+# again on Python 3.10, the declared minimum (docs/testing.md).
+# Exit status: ci/test.sh's, or the quick start's or the 3.10 job's when only that failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Tests that need the real files in ../shared fail (instead of skipping) when CI is set.
@@ -10,6 +12,23 @@ export CI="${CI:-true}"
 # A fresh virtualenv every run, so a missing install step cannot hide behind an old one.
 export BENCH_VENV="${BENCH_CI_VENV:-$(mktemp -d -t bench-ci-venv-XXXXXX)}"
 echo "== fresh virtualenv: $BENCH_VENV"
+
+echo "== README quick start, command 1: bash ci/quickstart.sh (its own fresh virtualenv)"
+qs_status=0
+if [ "${BENCH_SKIP_QUICKSTART:-0}" = 1 ]; then
+    echo "skipped: BENCH_SKIP_QUICKSTART=1"
+else
+    qs_venv="$(mktemp -d -t bench-ci-quickstart-XXXXXX)"
+    qs_home="$(mktemp -d -t bench-ci-quickstart-home-XXXXXX)"
+    start=$(date +%s)
+    set +e
+    BENCH_VENV="$qs_venv" BENCH_HOME="$qs_home" bash ci/quickstart.sh &&
+        "$qs_venv/bin/python" ci/check_quickstart.py "$qs_home"
+    qs_status=$?
+    set -e
+    echo "quick start took $(( $(date +%s) - start )) s (exit $qs_status)"
+    rm -rf "$qs_venv" "$qs_home"
+fi
 
 echo "== chromium for the browser tests (Debian's package; Playwright never downloads one)"
 command -v chromium || (export DEBIAN_FRONTEND=noninteractive; apt-get update -q && apt-get install -y -q chromium)
@@ -33,6 +52,7 @@ set +e
 bash ci/test.sh "$@"
 status=$?
 set -e
+[ "$status" != 0 ] || status=$qs_status
 
 echo "== Python 3.10, the declared minimum: the whole suite again (docs/testing.md)"
 # This machine kind has CPython 3.10.13 under pyenv (Debian bookworm packages no python3.10).

@@ -57,7 +57,8 @@ def test_readme_quick_start_is_the_scripts_ci_runs() -> None:
     assert first and first.start() < README.index("\n## "), "the README must open with its quick-start block"
     assert _commands(first.group(1)) == ["bash ci/quickstart.sh", "bash ci/test.sh"]
     assert "exec bash ci/run.sh" in (REPO / ".ci" / "run").read_text()
-    assert "\nbash ci/test.sh" in (REPO / "ci" / "run.sh").read_text()
+    run = (REPO / "ci" / "run.sh").read_text()
+    assert "\nbash ci/test.sh" in run and "bash ci/quickstart.sh &&" in run and "ci/check_quickstart.py" in run
     quickstart = (REPO / "ci" / "quickstart.sh").read_text()
     test = (REPO / "ci" / "test.sh").read_text()
     # the README's install line, as the scripts run it: torch's CPU wheel first, then the harness

@@ -43,8 +43,9 @@ def _seeds(ctx: click.Context, param: click.Parameter, value: str) -> list[int]:
 @click.option("--seeds", default="0", show_default=True, callback=_seeds, help="Seeds, comma-separated.")
 @click.option("--profile", type=str, default=None,
               help="Method profile (fast|paper|...). Default: each dataset's recommended profile.")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE",
-              help="Override a config value, e.g. --set train.epochs=3 (repeatable).")
+@click.option("--set", "overrides", multiple=True, metavar="[METHOD:]SECTION.KEY=VALUE",
+              help="Override a config value, e.g. --set train.epochs=3; with METHOD: for that method's "
+                   "cells only, e.g. --set bdgf:model.ddpm_epochs=1 (repeatable).")
 @click.option("--val-fraction", type=float, default=0.1, show_default=True,
               help="Share of each class's training pixels held out for validation (0: none, "
                    "no best-epoch selection; the papers' setting).")
@@ -85,12 +86,12 @@ def run(plugins: list[str], datasets: list[str], splits: list[str], seeds: list[
     from rich.console import Console
 
     from bench_core.plugins import load_plugins
-    from bench_core.runner import GridRequest, Reporter, RichReporter, parse_overrides, run_grid, summary_rows
+    from bench_core.runner import GridRequest, Reporter, RichReporter, parse_grid_overrides, run_grid, summary_rows
     from bench_core.tracking import MLflowTracker
 
     if not seeds:
         raise click.BadParameter("no seeds given", param_hint="--seeds")
-    override_map: dict = parse_overrides(overrides)
+    override_map, per_method = parse_grid_overrides(overrides)
     extra_tags: dict[str, str] = {}
     if config_from_study:
         from bench_core.tuning import apply_study_config
@@ -112,7 +113,8 @@ def run(plugins: list[str], datasets: list[str], splits: list[str], seeds: list[
         import_ray()  # exit 2 with the install command when ray is missing
     request = GridRequest(
         plugins=plugins, datasets=datasets, splits=splits, seeds=seeds, profile=profile,
-        val_fraction=val_fraction, val_carve=val_carve, overrides=override_map, rerun=rerun, device=device,
+        val_fraction=val_fraction, val_carve=val_carve, overrides=override_map, method_overrides=per_method,
+        rerun=rerun, device=device,
         data_dir=data_dir,
     )
     host = load_plugins()

@@ -23,8 +23,8 @@ from tests.e2e.conftest import BENCH_ENV
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
 EVERY_METHOD = "svm,two-branch-cnn,mft,s2mamba"
-"""The plugins of every built-in pixel and patch method but BDGF (run on its own: its DDPM stage
-is shortened too); the s2mamba plugin's methods include its variants."""
+"""The plugins of every built-in pixel and patch method but BDGF (added where the flag says so,
+with its DDPM stage shortened too); the s2mamba plugin's methods include its variants."""
 BOTH_KINDS = "svm,two-branch-cnn"
 """A pixel and a patch method, both reading every modality: enough for a dataset's second layout,
 whose modalities and their meaning are the first layout's (only the files differ)."""
@@ -53,13 +53,11 @@ def test_every_layout_feeds_pixel_and_patch_methods(dataset: str, layout: str, b
     # One epoch: the test is about reading each layout into every method's input, not about accuracy.
     common = ["--datasets", dataset, "--data-dir", str(tmp_path / "data"), "--profile", "fast",
               "--splits", "per-class:5", "--set", "train.epochs=1"]
+    if with_bdgf:  # BDGF's DDPM stage for one epoch too
+        methods, common = f"{methods},bdgf", [*common, "--set", "bdgf:model.ddpm_epochs=1"]
     code, out = bench("run", "--plugins", methods, *common)
     assert code == 0, out
     expected = set(methods.split(","))
-    if with_bdgf:  # BDGF's DDPM stage for one epoch too (a model.* key: the other methods would refuse it)
-        code, out = bench("run", "--plugins", "bdgf", *common, "--set", "model.ddpm_epochs=1")
-        assert code == 0, out
-        expected.add("bdgf")
     runs = MLflowTracker(bench.uri, "bench").runs()  # type: ignore[attr-defined]
     assert expected <= {r.data.params["method"] for r in runs}  # the s2mamba plugin adds its variants
     for r in runs:

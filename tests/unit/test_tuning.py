@@ -422,11 +422,14 @@ def test_tagging_tracker_adds_tags_and_reports_the_run_id(tracker: MLflowTracker
 
 
 def test_rebuild_cell_refuses_a_cell_described_by_other_versions(host) -> None:
-    request = GridRequest(plugins=["constant"], seeds=[4], overrides={"train": {"epochs": 1}})
+    request = GridRequest(plugins=["constant"], seeds=[4], overrides={"train": {"epochs": 1}},
+                          method_overrides={"constant": {"train": {"lr": 0.5}}})
     (cell,) = expand_grid(host, request)
+    assert (cell.config.train.epochs, cell.config.train.lr) == (1, 0.5)
     payload = json.loads(json.dumps(cell_payload(cell, request)))  # what travels to the Ray task
-    rebuilt, rebuilt_request = rebuild_cell(host, payload, cell.key)
-    assert rebuilt == cell and rebuilt_request.overrides == {"train": {"epochs": 1}}
+    assert payload["overrides"] == {"train": {"epochs": 1, "lr": 0.5}}  # the grid's and the method's own
+    rebuilt, _ = rebuild_cell(host, payload, cell.key)
+    assert rebuilt == cell
     with pytest.raises(CellKeyMismatch, match="Install the same versions on every node"):
         rebuild_cell(host, payload, "0" * 20)
 
