@@ -32,9 +32,8 @@ vermin --quiet --no-tips --violations --eval-annotations --exclude long -t=3.10-
 echo "== tests (README: Test)"
 export HF_HUB_OFFLINE=1 MPLBACKEND=Agg PYTHONUNBUFFERED=1
 # On every core (pytest-xdist, docs/testing.md): one worker per core, each test module on one
-# worker (its module fixtures are built once; every Ray test is in one module), torch on one
-# thread per worker so the workers do not spin against each other. BENCH_TEST_WORKERS=0: one process.
-export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}"
+# worker (its module fixtures are built once; every Ray test is in one module); tests/conftest.py
+# puts torch on one thread in each worker. BENCH_TEST_WORKERS=0: one process.
 workers="${BENCH_TEST_WORKERS:-auto}"
 xdist=(-n "$workers" --dist loadfile)
 [ "$workers" != 0 ] || xdist=()

@@ -21,6 +21,18 @@ settings.register_profile("bench", derandomize=True, database=None)
 settings.load_profile("bench")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist (one worker process per core), torch runs on one thread in each worker
+    and in every process a test starts: two-thread workers on a 2-core machine spin against each
+    other (the fast loop took 16 worker-seconds in test_training.py instead of 1). Set
+    OMP_NUM_THREADS to choose otherwise; one process (no -n) keeps torch's default."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        import torch
+
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+
+
 def skip_or_fail_in_ci(reason: str) -> NoReturn:
     """Skip a test whose real data files (``../shared``) are missing from this checkout; in CI
     (``CI=true``) fail instead, so a CI run without the files cannot pass by skipping them."""
