@@ -554,7 +554,7 @@ def parse_grid_overrides(items: Iterable[str]) -> tuple[dict[str, dict[str, Any]
     common: dict[str, dict[str, Any]] = {}
     per_method: dict[str, dict[str, Any]] = {}
     for item in items:
-        method, colon, rest = item.partition("=")[0].partition(":")
+        method, colon, _ = item.partition("=")[0].partition(":")
         if not colon:
             _set_override(common, item, item)
         elif not method or any(c in method for c in "*?[, "):
