@@ -53,9 +53,10 @@ def _isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def empty_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An initialised MLflow SQLite file, copied by each test (the table migrations take seconds).
+    """An initialised MLflow SQLite file, copied by each test (the table migrations take seconds,
+    so they run once per test process; no test writes to this file).
 
     Its only experiment is a placeholder: a test creates its own experiments in its copy, with
     artifact folders beside that copy (not beside this shared file).
