@@ -33,6 +33,15 @@ def pytest_configure(config: pytest.Config) -> None:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 
+COLLECTED = pytest.StashKey[frozenset[str]]()
+"""Every node id this session collected, before -k/-m deselection (tests/test_docs.py reads it)."""
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(session: pytest.Session, items: list[pytest.Item]) -> None:
+    session.stash[COLLECTED] = frozenset(item.nodeid for item in items)
+
+
 def skip_or_fail_in_ci(reason: str) -> NoReturn:
     """Skip a test whose real data files (``../shared``) are missing from this checkout; in CI
     (``CI=true``) fail instead, so a CI run without the files cannot pass by skipping them."""

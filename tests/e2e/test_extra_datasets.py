@@ -50,9 +50,9 @@ def test_every_layout_feeds_pixel_and_patch_methods(dataset: str, layout: str, b
     make(tmp_path / "data" / dataset, layout=layout)
     for var, value in env.items():
         monkeypatch.setenv(var, value)
-    # One epoch: the test is about reading each layout into every method's input, not about accuracy.
+    # One epoch of two steps: the test is about reading each layout into every method's input, not about accuracy.
     common = ["--datasets", dataset, "--data-dir", str(tmp_path / "data"), "--profile", "fast",
-              "--splits", "per-class:5", "--set", "train.epochs=1"]
+              "--splits", "per-class:5", "--set", "train.epochs=1", "--set", "train.steps_per_epoch=2"]
     if with_bdgf:  # BDGF's DDPM stage for one epoch too
         methods, common = f"{methods},bdgf", [*common, "--set", "bdgf:model.ddpm_epochs=1"]
     code, out = bench("run", "--plugins", methods, *common)

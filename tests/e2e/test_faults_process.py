@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 # in well under a minute on one CPU thread when it is left alone.
 SLOW_CELL = ["--plugins", "two-branch-cnn", "--profile", "fast", "--set", "train.epochs=200"]
 # Long enough to be caught RUNNING (an epoch takes about 0.2 s), short enough to run again to the end.
-LOST_CELL = ["--plugins", "two-branch-cnn", "--profile", "fast", "--set", "train.epochs=40"]
+LOST_CELL = ["--plugins", "two-branch-cnn", "--profile", "fast", "--set", "train.epochs=20"]
 QUICK_CELL = ["--plugins", "two-branch-cnn", "--profile", "fast", "--set", "train.epochs=1"]
 
 

@@ -115,8 +115,8 @@ def test_fetch_then_run_all_methods_on_augsburg_and_berlin(
 
     monkeypatch.setattr(pipeline, "check_declared_shape", lambda dataset, scene: None)
     uri = f"sqlite:///{home / 'mlflow.db'}"
-    common = ["--datasets", "augsburg,berlin", "--profile", "fast", "--set", "train.epochs=1", "--tracking-uri", uri]
-    code = main(["run", "--plugins", "all", *common, "--set", "bdgf:model.ddpm_epochs=1"])
+    code = main(["run", "--plugins", "all", "--datasets", "augsburg,berlin", "--profile", "fast", "--tracking-uri", uri,
+                 "--set", "train.epochs=1", "--set", "train.steps_per_epoch=2", "--set", "bdgf:model.ddpm_epochs=1"])
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("bench").experiment_id])
     failed = {r.info.run_name: r.data.tags.get("bench.error") for r in runs if r.info.status != "FINISHED"}

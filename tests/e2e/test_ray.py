@@ -66,11 +66,11 @@ def test_tune_with_two_jobs_shares_one_study_across_ray_tasks(capsys: pytest.Cap
     from bench_core.cli import main
     from bench_core.tuning import ATTR_PARENT_RUN, TAG_PARENT, default_storage_url
 
-    code = main(["tune", "--plugin", "svm", "--dataset", "synthetic", "--trials", "4", "--jobs", "2"])
+    code = main(["tune", "--plugin", "svm", "--dataset", "synthetic", "--trials", "2", "--jobs", "2"])
     assert code == 0, capsys.readouterr().err
     study = optuna.load_study(study_name="tune/svm.fast/synthetic/official", storage=default_storage_url())
     finished = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert 4 <= len(finished) <= 5  # each Ray task checks the budget before its next trial
+    assert 2 <= len(finished) <= 3  # each Ray task checks the budget before its next trial
     assert len(study.trials) == len(finished)
     tracker = MLflowTracker(None, "bench-tune")
     parent_id = study.user_attrs[ATTR_PARENT_RUN]
@@ -102,7 +102,7 @@ def _stop(procs: list[subprocess.Popen[str]]) -> None:
     for proc in reversed(procs):  # the node first, then the head
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)  # `ray start --block` stops what it started
-    deadline = time.monotonic() + 10  # for both together: they stop at the same time
+    deadline = time.monotonic() + 3  # for both together; then SIGKILL (a clean stop took over 10 s)
     for proc in reversed(procs):
         try:
             proc.wait(timeout=max(0.1, deadline - time.monotonic()))
