@@ -86,7 +86,15 @@ def run(plugins: list[str], datasets: list[str], splits: list[str], seeds: list[
     from rich.console import Console
 
     from bench_core.plugins import load_plugins
-    from bench_core.runner import GridRequest, Reporter, RichReporter, parse_grid_overrides, run_grid, summary_rows
+    from bench_core.runner import (
+        GridRequest,
+        Reporter,
+        RichReporter,
+        expand_grid,
+        parse_grid_overrides,
+        run_grid,
+        summary_rows,
+    )
     from bench_core.tracking import MLflowTracker
 
     if not seeds:
@@ -120,6 +128,7 @@ def run(plugins: list[str], datasets: list[str], splits: list[str], seeds: list[
     host = load_plugins()
     for name, error in host.errors.items():
         click.echo(f"warning: plugin {name!r} failed to load: {error.splitlines()[0]}", err=True)
+    expand_grid(host, request)  # a bad --set, split or method: exit 2 before the store is opened or created
     tracker = MLflowTracker(tracking_uri, experiment)
     for name, reason in tracker.close_lost_runs():  # their cells run again below
         click.echo(f"run {name!r} was RUNNING, now FAILED: {reason}", err=True)

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.slow
 SLOW_CELL = ["--plugins", "two-branch-cnn", "--profile", "fast", "--set", "train.epochs=200"]
 # Long enough to be caught RUNNING (an epoch takes about 0.2 s), short enough to run again to the end.
 LOST_CELL = ["--plugins", "two-branch-cnn", "--profile", "fast", "--set", "train.epochs=20"]
-QUICK_CELL = ["--plugins", "two-branch-cnn", "--profile", "fast", "--set", "train.epochs=1"]
+# A quick cell (the SVM: no torch optimizer to import and run): what these tests exercise is the store.
+QUICK_CELL = ["--plugins", "svm", "--profile", "fast"]
 
 
 def _env(home: Path, **extra: str) -> dict[str, str]:
