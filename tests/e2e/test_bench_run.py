@@ -20,15 +20,11 @@ import pytest
 from bench_core import DatasetContext
 from bench_core.cli import main
 from bench_core.plugins import load_plugins
+from tests.e2e.conftest import SHORT_BDGF, SHORT_TRAINING, SMALL_S2MAMBA_PATCHES
 
 pytestmark = pytest.mark.slow
 
-# Small patches for the heaviest inferences: S2Mamba's scans and BDGF's 9 x 9 diffusion
-# tokens took most of the grid's time (122 s -> 76 s for the grid with these settings).
-MAIN_JOB = ["run", "--plugins", "all", "--datasets", "synthetic",
-            "--set", "train.epochs=1", "--set", "train.steps_per_epoch=2", "--set", "bdgf:model.ddpm_epochs=1",
-            "--set", "bdgf:train.patch_size=5", "--set", "s2mamba-fused:train.patch_size=3",
-            "--set", "s2mamba-bidir:train.patch_size=3"]
+MAIN_JOB = ["run", "--plugins", "all", "--datasets", "synthetic", *SHORT_TRAINING, *SHORT_BDGF, *SMALL_S2MAMBA_PATCHES]
 CONTRACT_PARAMS = {"method", "profile", "dataset", "split", "seed"}
 CONTRACT_METRICS = {
     "test_oa", "test_aa", "test_kappa", "test_f1_macro", "val_oa", "time_train_s", "time_infer_s",

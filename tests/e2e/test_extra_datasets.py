@@ -18,7 +18,12 @@ from bench_core.tracking import MLflowTracker
 from tests.data.dfc2018 import make_fake as dfc_fake
 from tests.data.lcz_hk import make_fake as lcz_fake
 from tests.data.yellow_river import make_fake as yre_fake
-from tests.e2e.conftest import BENCH_ENV
+from tests.e2e.conftest import (
+    BENCH_ENV,
+    SHORT_BDGF,
+    SHORT_TRAINING,
+    SMALL_S2MAMBA_PATCHES,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_torch_thread")]
 
@@ -28,9 +33,6 @@ with its DDPM stage shortened too); the s2mamba plugin's methods include its var
 BOTH_KINDS = "svm,two-branch-cnn"
 """A pixel and a patch method, both reading every modality: enough for a dataset's second layout,
 whose modalities and their meaning are the first layout's (only the files differ)."""
-S2MAMBA_SMALL_PATCHES = ["--set", "s2mamba-fused:train.patch_size=3", "--set", "s2mamba-bidir:train.patch_size=3"]
-"""The heaviest inferences (S2Mamba's scans, BDGF's diffusion tokens) run on small patches: what
-reaches a method from a layout does not depend on its patch size."""
 FAKES = {  # (dataset, layout): (make_fake, environment, the layout's name in data.layout, methods, with BDGF)
     ("dfc2018", "official"): (dfc_fake.make_fake, {}, "official", EVERY_METHOD, True),
     ("dfc2018", "ouc"): (dfc_fake.make_fake, {}, "ouc", BOTH_KINDS, False),
@@ -53,14 +55,14 @@ def test_every_layout_feeds_pixel_and_patch_methods(dataset: str, layout: str, b
     make(tmp_path / "data" / dataset, layout=layout)
     for var, value in env.items():
         monkeypatch.setenv(var, value)
-    # One epoch of two steps: the test is about reading each layout into every method's input, not about accuracy.
+    # Short training and small patches: the test is about reading each layout into every method's
+    # input, which depends on neither.
     common = ["--datasets", dataset, "--data-dir", str(tmp_path / "data"), "--profile", "fast",
-              "--splits", "per-class:5", "--set", "train.epochs=1", "--set", "train.steps_per_epoch=2"]
+              "--splits", "per-class:5", *SHORT_TRAINING]
     if "s2mamba" in methods.split(","):
-        common += S2MAMBA_SMALL_PATCHES
-    if with_bdgf:  # BDGF's DDPM stage for one epoch too, on 5 x 5 patches
-        methods = f"{methods},bdgf"
-        common += ["--set", "bdgf:model.ddpm_epochs=1", "--set", "bdgf:train.patch_size=5"]
+        common += SMALL_S2MAMBA_PATCHES
+    if with_bdgf:
+        methods, common = f"{methods},bdgf", [*common, *SHORT_BDGF]
     code, out = bench("run", "--plugins", methods, *common)
     assert code == 0, out
     expected = set(methods.split(","))

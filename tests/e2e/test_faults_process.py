@@ -7,7 +7,6 @@ import os
 import re
 import signal
 import socket
-import sqlite3
 import subprocess
 import threading
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import subprocess_env
+from tests.e2e.conftest import store_row
 
 pytestmark = pytest.mark.slow
 
@@ -47,14 +47,8 @@ def _wait_training(proc: subprocess.Popen[bytes], home: Path, log: Path, timeout
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"bench exited early ({proc.returncode}):\n{log.read_text()[-3000:]}"
         if db.exists():
-            try:
-                with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5) as con:
-                    row = con.execute(
-                        "SELECT r.run_uuid FROM runs r WHERE r.status = 'RUNNING' AND EXISTS "
-                        "(SELECT 1 FROM metrics m WHERE m.run_uuid = r.run_uuid)"
-                    ).fetchone()
-            except sqlite3.OperationalError:  # tables not created yet, or locked for a moment
-                row = None
+            row = store_row(db, "SELECT r.run_uuid FROM runs r WHERE r.status = 'RUNNING' AND EXISTS "
+                                "(SELECT 1 FROM metrics m WHERE m.run_uuid = r.run_uuid)")
             if row:
                 return str(row[0])
         time.sleep(0.2)

@@ -22,6 +22,7 @@ import pytest
 
 from bench_core.cli import main
 from bench_core.plugins import load_plugins
+from tests.e2e.conftest import SHORT_BDGF, SHORT_TRAINING, SMALL_S2MAMBA_PATCHES
 
 pytestmark = pytest.mark.slow
 
@@ -116,9 +117,7 @@ def test_fetch_then_run_all_methods_on_augsburg_and_berlin(
     monkeypatch.setattr(pipeline, "check_declared_shape", lambda dataset, scene: None)
     uri = f"sqlite:///{home / 'mlflow.db'}"
     code = main(["run", "--plugins", "all", "--datasets", "augsburg,berlin", "--profile", "fast", "--tracking-uri", uri,
-                 "--set", "train.epochs=1", "--set", "train.steps_per_epoch=2", "--set", "bdgf:model.ddpm_epochs=1",
-                 "--set", "bdgf:train.patch_size=5", "--set", "s2mamba-fused:train.patch_size=3",
-                 "--set", "s2mamba-bidir:train.patch_size=3"])  # small patches: the heaviest inferences
+                 *SHORT_TRAINING, *SHORT_BDGF, *SMALL_S2MAMBA_PATCHES])
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([client.get_experiment_by_name("bench").experiment_id])
     failed = {r.info.run_name: r.data.tags.get("bench.error") for r in runs if r.info.status != "FINISHED"}

@@ -22,7 +22,6 @@ import re
 import shutil
 import signal
 import socket
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -42,6 +41,7 @@ from bench_core.plugins import load_plugins  # noqa: E402
 from bench_core.runner import GridRequest, expand_grid, parse_overrides  # noqa: E402
 from bench_core.tracking import MLflowTracker  # noqa: E402
 from tests.conftest import subprocess_env  # noqa: E402
+from tests.e2e.conftest import store_row  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -174,14 +174,9 @@ def _running_cell(tracker: MLflowTracker, prefix: str, proc: subprocess.Popen[st
 
 
 def _status_of_a_frozen_writer(tracker: MLflowTracker, run_id: str) -> str | None:
-    """The run's status, or None while the store is locked: a worker frozen inside a commit holds
-    SQLite's lock until it runs again (MLflow's own reads would wait 20 s and fail)."""
+    """The run's status, or None while the frozen worker holds the store's lock."""
     db = tracker.uri.removeprefix("sqlite:///")
-    try:
-        with sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1) as con:
-            row = con.execute("SELECT status FROM runs WHERE run_uuid = ?", (run_id,)).fetchone()
-    except sqlite3.OperationalError:  # database is locked
-        return None
+    row = store_row(db, "SELECT status FROM runs WHERE run_uuid = ?", run_id, timeout=1)
     return str(row[0]) if row else None
 
 
