@@ -92,7 +92,7 @@ def tune(ctx: click.Context, method: str | None, dataset: str | None, split: str
     from bench_core.plugins import load_plugins
     from bench_core.runner import parse_overrides
     from bench_core.tracking import MLflowTracker
-    from bench_core.tuning import Heartbeat, TuneRequest, export_best, load_study, run_tuning
+    from bench_core.tuning import Heartbeat, TuneRequest, export_best, load_study, resolve_recipe, run_tuning
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     request = TuneRequest(
@@ -103,6 +103,7 @@ def tune(ctx: click.Context, method: str | None, dataset: str | None, split: str
     host = load_plugins()
     for name, error in host.errors.items():
         click.echo(f"warning: plugin {name!r} failed to load: {error.splitlines()[0]}", err=True)
+    resolve_recipe(host, request)  # a bad --set, split or method: exit 2 before the store is opened or created
     tracker = MLflowTracker(tracking_uri, experiment)
     if jobs > 1 or address is not None:
         from bench_core.ray_executor import import_ray

@@ -163,6 +163,18 @@ def test_usage_error_exits_2_before_any_cell(
     assert runs_in(home / "mlflow.db") == 0
 
 
+@pytest.mark.parametrize("argv", [
+    pytest.param([*SVM, "--set", "model.nope=1"], id="run"),
+    pytest.param(["tune", "--plugin", "svm", "--dataset", "synthetic", "--set", "model.nope=1"], id="tune"),
+])
+def test_a_config_error_creates_no_store(argv: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """The config is checked before the tracking store is opened: a new BENCH_HOME stays without one."""
+    monkeypatch.setenv("BENCH_HOME", str(tmp_path / "new-home"))
+    assert_usage_error(*bench(capsys, *argv), "svm model config", "unknown key(s) ['nope']")
+    assert not (tmp_path / "new-home" / "mlflow.db").exists()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="CUDA is available here")
 def test_device_cuda_without_cuda_is_refused_even_when_every_cell_is_finished(
     home: Path, capsys: pytest.CaptureFixture[str]
